@@ -1,0 +1,762 @@
+# shellcheck shell=bash
+# scripts/lib-lab.sh -- the network-namespace FTP lab of ftp-alg.
+#
+# Sourced by scripts/lab.sh, scripts/bench-sessions.sh and scripts/demo.sh.
+# Everything here runs as root and touches only namespaces named
+# "fa-lab-<ID>-*" that it created itself, addresses from the documentation
+# ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
+# processes it started (ended by PID, or found with `ip netns pids` inside its
+# own namespaces). Every wait is bounded in count and time.
+#
+# Topology (one lab):
+#
+#   cl 198.51.100.2   2001:db8:1::2 --+                       +-- so 203.0.113.10 2001:db8:2::10 (vsftpd v4 + v6)
+#   cs 198.51.100.222 -----------------+ brc  [sw]  bro       +-- co 203.0.113.20 2001:db8:2::20
+#                                      |                      |
+#                          gw c0 198.51.100.1        gw o0 203.0.113.1, 203.0.113.254
+#                                2001:db8:1::1             2001:db8:2::1
+#                          gw s0 192.0.2.1 ---- si 192.0.2.10 (vsftpd, DNAT 203.0.113.1:21)
+#
+#   SNAT 198.51.100.2   -> 203.0.113.254  ("198,51,100,2"   -> "203,0,113,254": +1)
+#   SNAT 198.51.100.222 -> 203.0.113.1    ("198,51,100,222" -> "203,0,113,1":   -3)
+#   SNAT 192.0.2.0/24   -> 203.0.113.1    (active mode from si)
+#   DNAT 203.0.113.1:21 -> 192.0.2.10:21
+#   IPv6 routed without NAT: cl 2001:db8:1::2 -> so 2001:db8:2::10.
+#
+# The two bridges live in their own namespace "sw" (with bridge netfilter
+# off), so that bridged traffic never crosses the gateway's firewall.
+
+LAB_REPO=${LAB_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+
+lab_log() { printf '[lab] %s\n' "$*" >&2; }
+lab_die() {
+    printf '[lab] ERROR: %s\n' "$*" >&2
+    exit 2
+}
+
+# ---------------------------------------------------------------- naming ---
+
+# lab_names ID: set every global name of lab ID.
+lab_names() {
+    LAB_ID=$1
+    [[ $LAB_ID =~ ^[A-Za-z0-9]{1,8}$ ]] || lab_die "lab id must be 1-8 letters/digits, got '$LAB_ID'"
+    LAB_PREFIX="fa-lab-$LAB_ID-"
+    NS_GW=${LAB_PREFIX}gw
+    NS_SW=${LAB_PREFIX}sw
+    NS_CL=${LAB_PREFIX}cl
+    NS_CS=${LAB_PREFIX}cs
+    NS_SO=${LAB_PREFIX}so
+    NS_CO=${LAB_PREFIX}co
+    NS_SI=${LAB_PREFIX}si
+    LAB_ALL_NS=("$NS_GW" "$NS_SW" "$NS_CL" "$NS_CS" "$NS_SO" "$NS_CO" "$NS_SI")
+    LAB_STATE=${LAB_STATE_BASE:-/tmp}/fa-lab-$LAB_ID
+    LAB_LOGS=${LAB_LOG_DIR:-$LAB_REPO/target/lab-logs}/$LAB_ID
+    # gateway interface names (inside the gw namespace)
+    GW_OUT=o0
+    GW_CLI=c0
+    GW_SRV=s0
+}
+
+nsx() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+# iptables-nft explicitly: the lab must never create legacy xtables rules.
+ipt4() { nsx "$NS_GW" iptables-nft -w 5 "$@"; }
+ipt6() { nsx "$NS_GW" ip6tables-nft -w 5 "$@"; }
+
+lab_exists() { [[ -e /run/netns/$NS_GW ]]; }
+
+# ------------------------------------------------------------- preflight ---
+
+lab_preflight() {
+    [[ $(id -u) -eq 0 ]] || lab_die "the lab needs root and network namespaces (run as root)"
+    local c
+    for c in ip iptables-nft ip6tables-nft nft vsftpd lftp curl conntrack ethtool timeout sha256sum ss ping tcpdump; do
+        command -v "$c" >/dev/null 2>&1 || lab_die "missing command '$c' (run scripts/test.sh or scripts/demo.sh, which install the lab's packages)"
+    done
+    if ! iptables -V 2>/dev/null | grep -q nf_tables; then
+        lab_log "warning: 'iptables' is not the nf_tables variant ($(iptables -V 2>&1)); the lab uses iptables-nft explicitly"
+    fi
+    # Can we create a namespace at all?
+    local probe="fa-lab-probe$$"
+    ip netns add "$probe" 2>/dev/null || lab_die "cannot create network namespaces (ip netns add failed): root and netns support are required"
+    ip netns del "$probe"
+}
+
+# ------------------------------------------------------------ processes ---
+
+# lab_record NAME PID: remember a process we started.
+lab_record() { echo "$1 $2" >>"$LAB_STATE/pids"; }
+
+# pid_in_lab PID: true if PID lives in one of this lab's namespaces.
+pid_in_lab() {
+    local n
+    n=$(ip netns identify "$1" 2>/dev/null) || return 1
+    [[ $n == "$LAB_PREFIX"* ]]
+}
+
+# stop_pid PID [SECONDS]: TERM, wait (bounded), KILL. Only for lab processes.
+stop_pid() {
+    local pid=$1 secs=${2:-5} i
+    kill -0 "$pid" 2>/dev/null || return 0
+    pid_in_lab "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    pid_in_lab "$pid" && kill -KILL "$pid" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------- up ---
+
+lab_veth() { # nsA devA nsB devB
+    ip link add name "$2" netns "$1" type veth peer name "$4" netns "$3"
+    local ns dev ns_dev
+    for ns_dev in "$1:$2" "$3:$4"; do
+        ns=${ns_dev%%:*}
+        dev=${ns_dev#*:}
+        nsx "$ns" ethtool -K "$dev" gro off gso off tso off
+        nsx "$ns" ip link set dev "$dev" up
+    done
+}
+
+lab_ftp_user() {
+    if getent passwd ftp >/dev/null; then echo ftp; else echo nobody; fi
+}
+
+# lab_vsftpd NAME NS ROOT LISTEN-LINES...
+lab_vsftpd() {
+    local name=$1 ns=$2 root=$3
+    shift 3
+    local conf="$LAB_STATE/vsftpd-$name.conf"
+    {
+        printf '%s\n' "$@"
+        cat <<EOF
+background=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=YES
+anon_upload_enable=YES
+anon_mkdir_write_enable=NO
+anon_other_write_enable=NO
+anon_world_readable_only=YES
+no_anon_password=YES
+anon_root=$root
+ftp_username=$(lab_ftp_user)
+secure_chroot_dir=$LAB_STATE/empty
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+pasv_enable=YES
+port_enable=YES
+connect_from_port_20=NO
+pasv_promiscuous=NO
+port_promiscuous=NO
+connect_timeout=5
+accept_timeout=10
+data_connection_timeout=20
+idle_session_timeout=60
+max_clients=0
+max_per_ip=0
+tcp_wrappers=NO
+dirmessage_enable=NO
+xferlog_enable=YES
+xferlog_std_format=NO
+log_ftp_protocol=YES
+syslog_enable=NO
+dual_log_enable=NO
+vsftpd_log_file=$LAB_STATE/vsftpd-$name.log
+ftpd_banner=ftp-alg lab $name
+EOF
+    } >"$conf"
+    chmod 600 "$conf"
+    nsx "$ns" vsftpd "$conf" </dev/null >"$LAB_STATE/vsftpd-$name.out" 2>&1 &
+    local pid=$!
+    lab_record "vsftpd-$name" "$pid"
+}
+
+# lab_wait_listen NS ADDR:PORT: bounded wait for a listening socket.
+lab_wait_listen() {
+    local ns=$1 want=$2 i
+    for ((i = 0; i < 50; i++)); do
+        if nsx "$ns" ss -Hltn 2>/dev/null | awk '{print $4}' | grep -qxF "$want"; then return 0; fi
+        sleep 0.1
+    done
+    lab_die "nothing listens on $want in $ns after 5 s (see $LAB_STATE/vsftpd-*.out)"
+}
+
+lab_up() {
+    lab_preflight
+    if lab_exists; then lab_die "lab $LAB_ID already exists (scripts/lab.sh down --id $LAB_ID)"; fi
+    case $LAB_STATE in /tmp/fa-lab-* | */fa-lab-*) ;; *) lab_die "odd state dir $LAB_STATE" ;; esac
+    rm -rf "$LAB_STATE" "$LAB_LOGS"
+    mkdir -p "$LAB_STATE" "$LAB_LOGS"
+    chmod 755 "$LAB_STATE"
+    : >"$LAB_STATE/pids"
+    lab_log "building lab $LAB_ID (namespaces ${LAB_PREFIX}*, state $LAB_STATE, logs $LAB_LOGS)"
+
+    local ns
+    for ns in "${LAB_ALL_NS[@]}"; do
+        ip netns add "$ns"
+        nsx "$ns" ip link set lo up
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
+    done
+    # The switch: two bridges, no netfilter on bridged frames.
+    nsx "$NS_SW" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+        net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+    nsx "$NS_SW" ip link add name bro type bridge stp_state 0 forward_delay 0
+    nsx "$NS_SW" ip link add name brc type bridge stp_state 0 forward_delay 0
+    nsx "$NS_SW" ip link set dev bro up
+    nsx "$NS_SW" ip link set dev brc up
+
+    lab_veth "$NS_GW" "$GW_OUT" "$NS_SW" gwo
+    lab_veth "$NS_SO" eth0 "$NS_SW" so
+    lab_veth "$NS_CO" eth0 "$NS_SW" co
+    lab_veth "$NS_GW" "$GW_CLI" "$NS_SW" gwc
+    lab_veth "$NS_CL" eth0 "$NS_SW" cl
+    lab_veth "$NS_CS" eth0 "$NS_SW" cs
+    lab_veth "$NS_GW" "$GW_SRV" "$NS_SI" eth0
+    local p
+    for p in gwo so co; do nsx "$NS_SW" ip link set dev "$p" master bro; done
+    for p in gwc cl cs; do nsx "$NS_SW" ip link set dev "$p" master brc; done
+
+    # Gateway.
+    nsx "$NS_GW" ip addr add 203.0.113.1/24 dev "$GW_OUT"
+    nsx "$NS_GW" ip addr add 203.0.113.254/24 dev "$GW_OUT"
+    nsx "$NS_GW" ip addr add 2001:db8:2::1/64 dev "$GW_OUT" nodad
+    nsx "$NS_GW" ip addr add 198.51.100.1/24 dev "$GW_CLI"
+    nsx "$NS_GW" ip addr add 2001:db8:1::1/64 dev "$GW_CLI" nodad
+    nsx "$NS_GW" ip addr add 192.0.2.1/24 dev "$GW_SRV"
+    nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 >/dev/null
+    # Inside clients.
+    nsx "$NS_CL" ip addr add 198.51.100.2/24 dev eth0
+    nsx "$NS_CL" ip addr add 2001:db8:1::2/64 dev eth0 nodad
+    nsx "$NS_CL" ip route add default via 198.51.100.1
+    nsx "$NS_CL" ip -6 route add default via 2001:db8:1::1
+    nsx "$NS_CS" ip addr add 198.51.100.222/24 dev eth0
+    nsx "$NS_CS" ip route add default via 198.51.100.1
+    # Outside hosts: no IPv4 default route (inside addresses are not routable
+    # "on the internet"), IPv6 routed through the gateway.
+    nsx "$NS_SO" ip addr add 203.0.113.10/24 dev eth0
+    nsx "$NS_SO" ip addr add 2001:db8:2::10/64 dev eth0 nodad
+    nsx "$NS_SO" ip -6 route add default via 2001:db8:2::1
+    nsx "$NS_CO" ip addr add 203.0.113.20/24 dev eth0
+    nsx "$NS_CO" ip addr add 2001:db8:2::20/64 dev eth0 nodad
+    nsx "$NS_CO" ip -6 route add default via 2001:db8:2::1
+    # Inside server.
+    nsx "$NS_SI" ip addr add 192.0.2.10/24 dev eth0
+    nsx "$NS_SI" ip route add default via 192.0.2.1
+
+    [[ ${LAB_NO_FW:-0} == 1 ]] || lab_firewall
+
+    # Files and servers.
+    mkdir -p "$LAB_STATE/empty" "$LAB_STATE/data" "$LAB_STATE/out" "$LAB_STATE/home"
+    chmod 755 "$LAB_STATE/empty"
+    head -c 1048576 /dev/urandom >"$LAB_STATE/data/file.bin"
+    head -c 1048576 /dev/urandom >"$LAB_STATE/data/up.bin"
+    head -c 4096 /dev/urandom >"$LAB_STATE/data/small.bin"
+    local srv user
+    user=$(lab_ftp_user)
+    for srv in so si; do
+        mkdir -p "$LAB_STATE/srv-$srv/root/up"
+        cp "$LAB_STATE/data/file.bin" "$LAB_STATE/data/small.bin" "$LAB_STATE/srv-$srv/root/"
+        chmod 755 "$LAB_STATE/srv-$srv" "$LAB_STATE/srv-$srv/root"
+        chmod 644 "$LAB_STATE/srv-$srv/root/"*.bin
+        chown "$user" "$LAB_STATE/srv-$srv/root/up"
+        chmod 755 "$LAB_STATE/srv-$srv/root/up"
+    done
+    lab_vsftpd so4 "$NS_SO" "$LAB_STATE/srv-so/root" listen=YES listen_ipv6=NO listen_address=203.0.113.10
+    lab_vsftpd so6 "$NS_SO" "$LAB_STATE/srv-so/root" listen=NO listen_ipv6=YES listen_address6=2001:db8:2::10
+    lab_vsftpd si4 "$NS_SI" "$LAB_STATE/srv-si/root" listen=YES listen_ipv6=NO listen_address=192.0.2.10
+    lab_wait_listen "$NS_SO" 203.0.113.10:21
+    lab_wait_listen "$NS_SO" "[2001:db8:2::10]:21"
+    lab_wait_listen "$NS_SI" 192.0.2.10:21
+
+    # Reachability of the gateway itself (ICMP to the gateway is allowed).
+    local pair
+    [[ ${LAB_NO_FW:-0} == 1 ]] || for pair in "$NS_CL:198.51.100.1" "$NS_CS:198.51.100.1" "$NS_SO:203.0.113.1" "$NS_CO:203.0.113.254" \
+        "$NS_SI:192.0.2.1" "$NS_CL:2001:db8:1::1" "$NS_SO:2001:db8:2::1"; do
+        nsx "${pair%%:*}" ping -q -c 1 -W 2 "${pair#*:}" >/dev/null 2>&1 ||
+            lab_die "lab self-check: ping ${pair#*:} from ${pair%%:*} failed"
+    done
+    lab_log "lab $LAB_ID is up"
+}
+
+# The gateway's firewall: default drop, stateful, INVALID dropped and counted
+# first, NEW allowed only for the FTP control connections.
+lab_firewall() {
+    local t
+    for t in ipt4 ipt6; do
+        $t -t filter -P INPUT DROP
+        $t -t filter -P FORWARD DROP
+        $t -t filter -P OUTPUT ACCEPT
+        $t -t filter -A INPUT -m conntrack --ctstate INVALID -j DROP
+        $t -t filter -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+        $t -t filter -A INPUT -i lo -j ACCEPT
+        $t -t filter -A FORWARD -m conntrack --ctstate INVALID -j DROP
+        $t -t filter -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    done
+    ipt4 -t filter -A INPUT -p icmp -j ACCEPT
+    ipt6 -t filter -A INPUT -p ipv6-icmp -j ACCEPT
+    # Control connections only.
+    ipt4 -t filter -A FORWARD -i "$GW_CLI" -o "$GW_OUT" -s 198.51.100.0/24 -d 203.0.113.10 \
+        -p tcp --dport 21 -m conntrack --ctstate NEW -j ACCEPT
+    ipt4 -t filter -A FORWARD -i "$GW_OUT" -o "$GW_SRV" -d 192.0.2.10 \
+        -p tcp --dport 21 -m conntrack --ctstate NEW --ctorigdst 203.0.113.1 -j ACCEPT
+    ipt6 -t filter -A FORWARD -i "$GW_CLI" -o "$GW_OUT" -s 2001:db8:1::/64 -d 2001:db8:2::10 \
+        -p tcp --dport 21 -m conntrack --ctstate NEW -j ACCEPT
+    # NAT.
+    ipt4 -t nat -A PREROUTING -d 203.0.113.1 -p tcp --dport 21 -j DNAT --to-destination 192.0.2.10
+    ipt4 -t nat -A POSTROUTING -s 198.51.100.2 -o "$GW_OUT" -j SNAT --to-source 203.0.113.254
+    ipt4 -t nat -A POSTROUTING -s 198.51.100.222 -o "$GW_OUT" -j SNAT --to-source 203.0.113.1
+    ipt4 -t nat -A POSTROUTING -s 192.0.2.0/24 -o "$GW_OUT" -j SNAT --to-source 203.0.113.1
+}
+
+# Reference mode: the kernel's FTP helper (nf_conntrack_ftp + nf_nat_ftp).
+# Used ONLY for comparison; ftp-alg's own setup never attaches it.
+lab_kernel_helper() { # on|off
+    local op=-A
+    if [[ $1 == off ]]; then op=-D; fi
+    KERNEL_HELPER_ON=1
+    ipt4 -t raw "$op" PREROUTING -p tcp --dport 21 -j CT --helper ftp
+    ipt6 -t raw "$op" PREROUTING -p tcp --dport 21 -j CT --helper ftp
+    # RELATED is accepted by the second FORWARD rule of the base firewall.
+    if [[ $1 == off ]]; then KERNEL_HELPER_ON=0; fi
+}
+
+lab_flush_conntrack() {
+    nsx "$NS_GW" conntrack -F >/dev/null 2>&1 || true
+    nsx "$NS_GW" conntrack -F expect >/dev/null 2>&1 || true
+}
+
+# ----------------------------------------------------------------- down ---
+
+lab_down() {
+    local name pid ns i
+    if [[ -f $LAB_STATE/pids ]]; then
+        # Reverse order: the daemon and tcpdump before the servers.
+        while read -r name pid; do
+            stop_pid "$pid" 5
+        done < <(tac "$LAB_STATE/pids")
+    fi
+    # Anything still running inside our own namespaces was started by us
+    # (vsftpd session children, stray clients): end it by PID.
+    for ns in "${LAB_ALL_NS[@]}"; do
+        [[ -e /run/netns/$ns ]] || continue
+        for i in 1 2; do
+            local pids
+            pids=$(ip netns pids "$ns" 2>/dev/null || true)
+            [[ -n $pids ]] || break
+            for pid in $pids; do
+                if [[ $i == 1 ]]; then kill -TERM "$pid" 2>/dev/null || true; else kill -KILL "$pid" 2>/dev/null || true; fi
+            done
+            sleep 0.5
+        done
+    done
+    if [[ -d $LAB_STATE && -d $LAB_LOGS ]]; then
+        cp "$LAB_STATE"/vsftpd-*.log "$LAB_STATE"/vsftpd-*.out "$LAB_LOGS/" 2>/dev/null || true
+    fi
+    for ns in "${LAB_ALL_NS[@]}"; do
+        [[ -e /run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null || true
+    done
+    if [[ -d $LAB_STATE && $LAB_STATE == */fa-lab-"$LAB_ID" ]]; then rm -rf "$LAB_STATE"; fi
+    local left=()
+    for ns in "${LAB_ALL_NS[@]}"; do [[ -e /run/netns/$ns ]] && left+=("$ns"); done
+    if ((${#left[@]})); then
+        lab_log "warning: namespaces left behind: ${left[*]}"
+        return 1
+    fi
+    return 0
+}
+
+# ------------------------------------------------------------- tcpdump ---
+
+lab_pcap_start() {
+    nsx "$NS_GW" timeout 1800 tcpdump -i any -n -U -s 256 -c 2000000 -w "$LAB_LOGS/gw.pcap" \
+        'tcp or icmp or icmp6' >"$LAB_LOGS/tcpdump.out" 2>&1 &
+    PCAP_PID=$!
+    PCAP_ON=1
+    lab_record tcpdump "$PCAP_PID"
+    sleep 0.5
+}
+
+lab_pcap_stop() {
+    [[ -n ${PCAP_PID:-} ]] && stop_pid "$PCAP_PID" 3
+    PCAP_ON=0
+}
+
+# ------------------------------------------------------------- ftp-alg ---
+
+ALG_PID=
+alg_bin() { echo "${FTP_ALG_BIN:-$LAB_REPO/target/release/ftp-alg}"; }
+
+# alg_start TAG: start the daemon in the gateway, wait for "ready" (15 s).
+alg_start() {
+    local tag=$1 bin i
+    bin=$(alg_bin)
+    [[ -x $bin ]] || lab_die "ftp-alg binary not found or not executable: $bin (build it, or set FTP_ALG_BIN)"
+    local out="$LAB_LOGS/alg-$tag.stdout" err="$LAB_LOGS/alg-$tag.stderr"
+    : >"$out"
+    : >"$err"
+    # shellcheck disable=SC2086
+    nsx "$NS_GW" env RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run} </dev/null >"$out" 2>"$err" &
+    ALG_PID=$!
+    lab_record ftp-alg "$ALG_PID"
+    for ((i = 0; i < ${ALG_READY_TIMEOUT:-15} * 10; i++)); do
+        if grep -q ready "$out"; then return 0; fi
+        if ! kill -0 "$ALG_PID" 2>/dev/null; then
+            local rc=0
+            wait "$ALG_PID" || rc=$?
+            ALG_PID=
+            lab_log "ftp-alg exited with status $rc before 'ready'; stderr tail:"
+            tail -n 30 "$err" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    lab_log "ftp-alg printed no 'ready' within ${ALG_READY_TIMEOUT:-15} s; stderr tail:"
+    tail -n 30 "$err" >&2
+    return 1
+}
+
+# alg_stop: SIGTERM, wait up to 10 s; sets ALG_RC (exit status, or 'killed').
+alg_stop() {
+    ALG_RC=none
+    [[ -n $ALG_PID ]] || return 0
+    local i
+    if kill -0 "$ALG_PID" 2>/dev/null; then
+        kill -TERM "$ALG_PID" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$ALG_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$ALG_PID" 2>/dev/null; then
+            kill -KILL "$ALG_PID" 2>/dev/null || true
+            wait "$ALG_PID" 2>/dev/null || true
+            ALG_PID=
+            ALG_RC=killed
+            return 0
+        fi
+    fi
+    ALG_RC=0
+    wait "$ALG_PID" 2>/dev/null || ALG_RC=$?
+    ALG_PID=
+}
+
+lab_ruleset() { nsx "$NS_GW" nft -s list ruleset; }
+
+# invalid_count 4|6 CHAIN: packets counted by the INVALID drop rule.
+invalid_count() {
+    local t=ipt4
+    [[ $1 == 6 ]] && t=ipt6
+    $t -t filter -L "$2" -v -n -x | awk '/ctstate INVALID/ && $3 == "DROP" { s += $1 } END { print s + 0 }'
+}
+
+lab_zero_counters() {
+    ipt4 -t filter -Z
+    ipt6 -t filter -Z
+}
+
+# ------------------------------------------------------------- clients ---
+
+LAB_PATHS=(cl-so4 cs-so4 co-si4 cl-so6)
+LAB_CLIENTS=(curl-epsv curl-pasv curl-eprt curl-port lftp-pasv lftp-port)
+
+# path_info PATH: sets P_NS P_HOST P_SRV P_DESC
+path_info() {
+    case $1 in
+    cl-so4) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.2 -> 203.0.113.10, SNAT to .254 (+1)" ;;
+    cs-so4) P_NS=$NS_CS P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.222 -> 203.0.113.10, SNAT to .1 (-3)" ;;
+    co-si4) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to 192.0.2.10" ;;
+    cl-so6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=so P_DESC="2001:db8:1::2 -> 2001:db8:2::10, no NAT" ;;
+    *) lab_die "unknown path $1" ;;
+    esac
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# client_cmd CLIENT HOST download|upload|control LOCALFILE REMOTENAME -> CMD array
+client_cmd() {
+    local client=$1 host=$2 what=$3 local=$4 remote=$5
+    CMD=()
+    case $client in
+    curl | curl-*)
+        CMD=(curl -q -sS --connect-timeout 3 -m 15)
+        case $client in
+        curl | curl-epsv) ;;
+        curl-pasv) CMD+=(--disable-epsv) ;;
+        curl-eprt) CMD+=(-P -) ;;
+        curl-port) CMD+=(-P - --disable-eprt) ;;
+        *) lab_die "unknown client $client" ;;
+        esac
+        case $what in
+        download) CMD+=(-o "$local" "ftp://$host/file.bin") ;;
+        upload) CMD+=(-T "$local" "ftp://$host/up/$remote") ;;
+        control) CMD+=(-I "ftp://$host/file.bin") ;;
+        esac
+        ;;
+    lftp-*)
+        local pm=on
+        [[ $client == lftp-port ]] && pm=off
+        local s="set cmd:fail-exit yes; set net:timeout 5; set net:max-retries 1;"
+        s+=" set net:reconnect-interval-base 1; set net:reconnect-interval-max 1;"
+        s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; set ftp:ssl-allow no;"
+        s+=" set xfer:clobber yes; set cmd:interactive no;"
+        s+=" open -u anonymous,lab@ ftp://$host;"
+        case $what in
+        download) s+=" get file.bin -o $local" ;;
+        upload) s+=" put $local -o up/$remote" ;;
+        control) s+=" cls -1 --sort=none file.bin >/dev/null" ;;
+        esac
+        CMD=(lftp -c "$s")
+        ;;
+    *) lab_die "unknown client $client" ;;
+    esac
+}
+
+# run_xfer MODE PATH CLIENT WHAT: one transfer; sets X_OK (1/0), X_ERR.
+run_xfer() {
+    local mode=$1 path=$2 client=$3 what=$4
+    path_info "$path"
+    local tag="$mode.$path.$client.$what"
+    local log="$LAB_LOGS/xfer/$tag.log"
+    mkdir -p "$LAB_LOGS/xfer"
+    local out="$LAB_STATE/out/$tag.bin" remote="${LAB_RUN_TAG}-$mode-$path-$client.bin"
+    local src="$LAB_STATE/data/up.bin" srvfile="$LAB_STATE/srv-$P_SRV/root/up/$remote"
+    rm -f "$out"
+    local lf=$out
+    [[ $what == upload ]] && lf=$src
+    client_cmd "$client" "$P_HOST" "$what" "$lf" "$remote"
+    local rc=0 t0 t1
+    t0=$(date +%s%N)
+    {
+        printf '# ns %s: %s\n' "$P_NS" "${CMD[*]}"
+        nsx "$P_NS" env HOME="$LAB_STATE/home" timeout -k 2 25 "${CMD[@]}" </dev/null 2>&1 || rc=$?
+        t1=$(date +%s%N)
+        printf '# exit %s after %d ms\n' "$rc" $(((t1 - t0) / 1000000))
+    } >"$log" 2>&1
+    X_OK=0
+    X_MS=$(((t1 - t0) / 1000000))
+    if ((rc != 0)); then
+        X_ERR="exit $rc: $(grep -v '^#' "$log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-120)"
+    else
+        case $what in
+        download)
+            if [[ ! -f $out ]]; then
+                X_ERR="no output file"
+            elif [[ $(sha "$out") != "$(sha "$LAB_STATE/data/file.bin")" ]]; then
+                X_ERR="sha256 mismatch ($(stat -c %s "$out") bytes)"
+            else X_OK=1; fi
+            ;;
+        upload)
+            if [[ ! -f $srvfile ]]; then
+                X_ERR="nothing arrived on the server"
+            elif [[ $(sha "$srvfile") != "$(sha "$src")" ]]; then
+                X_ERR="sha256 mismatch on the server ($(stat -c %s "$srvfile") bytes)"
+            else X_OK=1; fi
+            ;;
+        control) X_OK=1 ;;
+        esac
+    fi
+    rm -f "$out"
+    [[ $X_OK == 1 ]] && X_ERR=
+    echo "# result ok=$X_OK ${X_ERR}" >>"$log"
+}
+
+# ------------------------------------------------------------- matrix ---
+
+declare -A RES=() ERR=() MSEC=()
+declare -A MODE_NOTE=() MODE_BAD=()
+MATRIX_ROWS=()
+
+# expectation MODE WHAT -> pass|fail|any
+expectation() {
+    local mode=$1 what=$2
+    if [[ $what == control ]]; then
+        echo pass
+        return
+    fi
+    case $mode in
+    alg) echo pass ;;
+    none) echo fail ;;
+    *) echo any ;;
+    esac
+}
+
+matrix_rows() {
+    MATRIX_ROWS=()
+    local p c
+    for p in "${LAB_PATHS[@]}"; do
+        MATRIX_ROWS+=("$p|curl|control")
+        for c in "${LAB_CLIENTS[@]}"; do
+            MATRIX_ROWS+=("$p|$c|download" "$p|$c|upload")
+        done
+    done
+}
+
+# matrix_run_cases MODE
+matrix_run_cases() {
+    local mode=$1 row path client what exp got
+    local n=0 bad=0
+    for row in "${MATRIX_ROWS[@]}"; do
+        IFS='|' read -r path client what <<<"$row"
+        run_xfer "$mode" "$path" "$client" "$what"
+        got=fail
+        [[ $X_OK == 1 ]] && got=pass
+        RES["$mode|$row"]=$got
+        ERR["$mode|$row"]=$X_ERR
+        MSEC["$mode|$row"]=$X_MS
+        exp=$(expectation "$mode" "$what")
+        n=$((n + 1))
+        if [[ $exp != any && $exp != "$got" ]]; then bad=$((bad + 1)); fi
+        printf '[lab] %-6s %-7s %-9s %-8s %-4s %5d ms %s\n' "$mode" "$path" "$client" "$what" "$got" "$X_MS" "$X_ERR" >&2
+    done
+    MODE_BAD[$mode]=$bad
+}
+
+matrix_invalid_note() {
+    local f4 i4 f6 i6
+    f4=$(invalid_count 4 FORWARD)
+    i4=$(invalid_count 4 INPUT)
+    f6=$(invalid_count 6 FORWARD)
+    i6=$(invalid_count 6 INPUT)
+    INVALID_TOTAL=$((f4 + i4 + f6 + i6))
+    INVALID_NOTE="INVALID drops: v4 FORWARD $f4, v4 INPUT $i4, v6 FORWARD $f6, v6 INPUT $i6"
+}
+
+# matrix_mode MODE: run one mode on the current lab; returns 0 unless a setup
+# error happened (expectation failures are counted in MODE_BAD).
+matrix_mode() {
+    local mode=$1 t0=$SECONDS
+    lab_log "=== mode $mode ==="
+    lab_flush_conntrack
+    lab_zero_counters
+    local extra=()
+    case $mode in
+    none)
+        matrix_run_cases none
+        matrix_invalid_note
+        extra+=("$INVALID_NOTE")
+        ;;
+    kernel)
+        lab_kernel_helper on
+        matrix_run_cases kernel
+        matrix_invalid_note
+        extra+=("$INVALID_NOTE")
+        lab_kernel_helper off
+        ;;
+    alg)
+        local before after
+        before=$(lab_ruleset)
+        printf '%s\n' "$before" >"$LAB_LOGS/ruleset-before-alg.txt"
+        if ! alg_start alg; then
+            MODE_BAD[alg]=setup
+            MODE_NOTE[alg]="ftp-alg did not become ready (log: $LAB_LOGS/alg-alg.stderr)"
+            return 0
+        fi
+        lab_ruleset >"$LAB_LOGS/ruleset-with-alg.txt" || true
+        matrix_run_cases alg
+        local alive=yes
+        kill -0 "$ALG_PID" 2>/dev/null || alive=no
+        matrix_invalid_note
+        extra+=("$INVALID_NOTE")
+        # Pinholes left in the daemon's table (for the record).
+        nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-runs.txt" 2>&1 || true
+        alg_stop
+        after=$(lab_ruleset)
+        printf '%s\n' "$after" >"$LAB_LOGS/ruleset-after-alg.txt"
+        local bad=${MODE_BAD[alg]}
+        if [[ $alive != yes ]]; then
+            extra+=("ftp-alg was NOT running any more after the transfers")
+            bad=$((bad + 1))
+        fi
+        if ((INVALID_TOTAL != 0)); then
+            extra+=("expected 0 INVALID drops")
+            bad=$((bad + 1))
+        fi
+        if [[ $ALG_RC == 0 ]]; then
+            extra+=("ftp-alg exit status after SIGTERM: 0")
+        else
+            extra+=("ftp-alg exit status after SIGTERM: $ALG_RC (expected 0)")
+            bad=$((bad + 1))
+        fi
+        if [[ $before == "$after" ]]; then
+            extra+=("ruleset after SIGTERM: identical to before")
+        else
+            extra+=("ruleset after SIGTERM DIFFERS from before:")
+            extra+=("$(diff -u "$LAB_LOGS/ruleset-before-alg.txt" "$LAB_LOGS/ruleset-after-alg.txt" | head -n 40)")
+            bad=$((bad + 1))
+        fi
+        MODE_BAD[alg]=$bad
+        ;;
+    *) lab_die "unknown mode $mode (alg|none|kernel)" ;;
+    esac
+    extra+=("time: $((SECONDS - t0)) s")
+    MODE_NOTE[$mode]=$(printf '%s\n' "${extra[@]}")
+    return 0
+}
+
+# matrix_report MODES...: print the table; returns 0 if all expectations met.
+matrix_report() {
+    local modes=("$@") row path client what m got exp cell
+    local ok=0
+    printf '\n%-8s %-10s %-9s' "path" "client" "transfer"
+    for m in "${modes[@]}"; do printf ' %-8s' "$m"; done
+    printf '\n'
+    for row in "${MATRIX_ROWS[@]}"; do
+        IFS='|' read -r path client what <<<"$row"
+        printf '%-8s %-10s %-9s' "$path" "$client" "$what"
+        for m in "${modes[@]}"; do
+            got=${RES["$m|$row"]:-"-"}
+            exp=$(expectation "$m" "$what")
+            cell=$got
+            [[ $got == pass ]] && cell=pass
+            [[ $got == fail ]] && cell=FAIL
+            if [[ $got != "-" && $exp != any && $exp != "$got" ]]; then cell="$cell(!)"; fi
+            printf ' %-8s' "$cell"
+        done
+        printf '\n'
+    done
+    printf '\n(!) = differs from the expectation: alg -> every transfer passes; none -> every data transfer fails;\n'
+    printf '      kernel (reference helper) -> report only; control (login + SIZE, no data connection) passes in every mode.\n'
+    printf 'paths: '
+    local p
+    for p in "${LAB_PATHS[@]}"; do
+        path_info "$p"
+        printf '%s = %s; ' "$p" "$P_DESC"
+    done
+    printf '\n'
+    for m in "${modes[@]}"; do
+        local n=0 pass=0
+        for row in "${MATRIX_ROWS[@]}"; do
+            [[ -n ${RES["$m|$row"]:-} ]] || continue
+            n=$((n + 1))
+            [[ ${RES["$m|$row"]} == pass ]] && pass=$((pass + 1))
+        done
+        local verdict=OK
+        if [[ ${MODE_BAD[$m]:-0} != 0 ]]; then
+            verdict="NOT AS EXPECTED (${MODE_BAD[$m]})"
+            ok=1
+        fi
+        [[ $m == kernel && ${MODE_BAD[$m]:-0} == 0 ]] && verdict="reference only"
+        printf '\nmode %s: %d/%d transfers passed -- %s\n' "$m" "$pass" "$n" "$verdict"
+        if [[ -n ${MODE_NOTE[$m]:-} ]]; then printf '%s\n' "${MODE_NOTE[$m]}" | sed 's/^/  /'; fi
+        # Details of unexpected results.
+        for row in "${MATRIX_ROWS[@]}"; do
+            got=${RES["$m|$row"]:-}
+            [[ -n $got ]] || continue
+            IFS='|' read -r path client what <<<"$row"
+            exp=$(expectation "$m" "$what")
+            if [[ $exp != any && $exp != "$got" ]] || [[ $m == kernel && $got == fail ]]; then
+                printf '  %-7s %-9s %-8s %s: %s (log %s)\n' "$path" "$client" "$what" "$got" \
+                    "${ERR["$m|$row"]:-"transfer succeeded"}" "$LAB_LOGS/xfer/$m.$path.$client.$what.log"
+            fi
+        done
+    done
+    return $ok
+}

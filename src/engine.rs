@@ -1,0 +1,588 @@
+//! The engine: control connections in, verdicts and pinhole actions out.
+//!
+//! [`Engine::handle`] takes one queued IP packet of an FTP control
+//! connection and a `now`, and returns what to do with it: pass it
+//! unchanged, pass a rewritten copy, or drop it, plus the pinholes to open
+//! (before the verdict) and close. It never performs I/O. The one thing it
+//! cannot know by itself, the NAT mapping of a control connection, it asks
+//! for with [`Outcome::NeedNat`]; the shell answers with
+//! [`Engine::set_nat`] and hands the same packet in again.
+//!
+//! Hook placement (see `ruleset`): client-to-server packets are handled
+//! before conntrack and NAT, server-to-client packets after conntrack and
+//! destination NAT. So a session is keyed by the client's own address and
+//! port, which both hooks see.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::ftp::lines::{Line, LineAssembler, Position};
+use crate::ftp::plan::{plan, Endpoints, Policy};
+use crate::ftp::session::{ControlSession, Event, Form};
+use crate::packet::{Fixup, TcpSegment};
+use crate::pinhole::Pinhole;
+use crate::seq::{Edit, SeqNum, StreamEdits};
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Server-side TCP ports of control connections.
+    pub control_ports: Vec<u16>,
+    /// What announcements are accepted.
+    pub policy: Policy,
+    /// Longest control line parsed (OpenBSD's ftp-proxy uses 500 bytes);
+    /// a longer line stops parsing for the session.
+    pub max_line: usize,
+    /// Lifetime of an unused pinhole.
+    pub pinhole_timeout: Duration,
+    /// Pinholes kept per session; a new announcement closes the oldest.
+    pub max_pinholes_per_session: usize,
+    /// A session with no packet for this long is forgotten.
+    pub idle_timeout: Duration,
+    /// How long a closed session is kept to fix up late retransmissions.
+    pub linger: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            control_ports: vec![21],
+            policy: Policy::default(),
+            max_line: 512,
+            pinhole_timeout: Duration::from_secs(30),
+            max_pinholes_per_session: 2,
+            idle_timeout: Duration::from_secs(2 * 3600),
+            linger: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The NAT mapping of a control connection, from its conntrack entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatMapping {
+    /// The client's address as the server sees it (reply destination).
+    pub client_public: SocketAddr,
+    /// The server's own address (reply source).
+    pub server_real: SocketAddr,
+}
+
+/// What happens to the packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward unchanged.
+    Accept,
+    /// Forward these bytes instead.
+    Replace(Vec<u8>),
+    /// Drop (the sender retransmits; used for out-of-order control data
+    /// that cannot be parsed yet).
+    Drop,
+}
+
+/// The engine's answer for one packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Verdict for the packet.
+    pub verdict: Verdict,
+    /// Pinholes to install before the verdict is given.
+    pub open: Vec<Pinhole>,
+    /// Pinholes to remove.
+    pub close: Vec<Pinhole>,
+}
+
+impl Decision {
+    fn accept() -> Self {
+        Decision {
+            verdict: Verdict::Accept,
+            open: Vec::new(),
+            close: Vec::new(),
+        }
+    }
+}
+
+/// Result of [`Engine::handle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Look up the conntrack entry whose original tuple is `src -> dst`,
+    /// give the result to [`Engine::set_nat`], then handle the packet again.
+    NeedNat {
+        /// Original source (the client).
+        src: SocketAddr,
+        /// Original destination (the server as the client addresses it).
+        dst: SocketAddr,
+    },
+    /// The decision for the packet.
+    Done(Decision),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    ToServer,
+    ToClient,
+}
+
+/// One direction of a control connection.
+#[derive(Debug)]
+struct Half {
+    lines: LineAssembler,
+    edits: StreamEdits,
+}
+
+/// A pinhole this session opened and that may still be live.
+#[derive(Debug)]
+struct LivePinhole {
+    pinhole: Pinhole,
+    form: Form,
+    expires: Instant,
+}
+
+/// Everything known about one control connection.
+#[derive(Debug)]
+struct Flow {
+    control: ControlSession,
+    client: SocketAddr,
+    server_public: Option<SocketAddr>,
+    nat: Option<NatMapping>,
+    to_server: Half,
+    to_client: Half,
+    syn_seq: Option<SeqNum>,
+    pinholes: VecDeque<LivePinhole>,
+    last_seen: Instant,
+    fin_from_client: bool,
+    fin_from_server: bool,
+    closed_at: Option<Instant>,
+}
+
+/// Shared state of all flows that a flow's processing may touch.
+struct Shared<'a> {
+    cfg: &'a EngineConfig,
+    /// Pre-DNAT (source, destination, port) of every live DNAT pinhole:
+    /// two pinholes must never claim the same public port.
+    dnat_in_use: &'a mut HashSet<(IpAddr, IpAddr, u16)>,
+}
+
+/// The FTP ALG engine for all control connections through one gateway.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    flows: HashMap<SocketAddr, Flow>,
+    dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
+}
+
+fn dnat_key(p: &Pinhole) -> Option<(IpAddr, IpAddr, u16)> {
+    p.dnat.map(|_| (p.src, p.dst, p.dport))
+}
+
+impl Engine {
+    /// A new engine with no sessions.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            cfg,
+            flows: HashMap::new(),
+            dnat_in_use: HashSet::new(),
+        }
+    }
+
+    /// Number of tracked control sessions.
+    pub fn session_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Records the NAT mapping asked for by [`Outcome::NeedNat`]. `None`
+    /// means the gateway does not translate the connection.
+    pub fn set_nat(&mut self, client: SocketAddr, mapping: Option<NatMapping>) {
+        if let Some(flow) = self.flows.get_mut(&client) {
+            let server = flow.server_public.unwrap_or(client);
+            let mapping = mapping.unwrap_or(NatMapping {
+                client_public: client,
+                server_real: server,
+            });
+            if mapping.client_public != client || mapping.server_real != server {
+                info!(%client, client_public = %mapping.client_public, server_public = %server,
+                      server_real = %mapping.server_real, "control session is translated");
+            }
+            flow.nat = Some(mapping);
+        }
+    }
+
+    /// Handles one queued packet.
+    pub fn handle(&mut self, now: Instant, packet: &[u8]) -> Outcome {
+        let seg = match TcpSegment::parse(packet) {
+            Ok(seg) => seg,
+            Err(why) => {
+                debug!(?why, "not a TCP segment; forwarded untouched");
+                return Outcome::Done(Decision::accept());
+            }
+        };
+        let dir = if self.cfg.control_ports.contains(&seg.dst.port()) {
+            Dir::ToServer
+        } else if self.cfg.control_ports.contains(&seg.src.port()) {
+            Dir::ToClient
+        } else {
+            return Outcome::Done(Decision::accept());
+        };
+        let client = match dir {
+            Dir::ToServer => seg.src,
+            Dir::ToClient => seg.dst,
+        };
+        let mut close = Vec::new();
+        let opening = dir == Dir::ToServer && seg.flags.syn && !seg.flags.ack;
+        if opening && self.flows.get(&client).and_then(|f| f.syn_seq) != Some(seg.seq) {
+            // A new connection from this client address and port: whatever
+            // was tracked under it before has ended.
+            if let Some(old) = self.flows.remove(&client) {
+                close.extend(self.release_all(old));
+            }
+            let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
+            flow.syn_seq = Some(seg.seq);
+            flow.to_server.lines.start_at(seg.seq.add(1));
+            self.flows.insert(client, flow);
+            debug!(%client, server = %seg.dst, "control session opened");
+        }
+        if !self.flows.contains_key(&client) {
+            if seg.flags.rst {
+                return Outcome::Done(Decision::accept());
+            }
+            // Picked up mid-stream (e.g. after a restart): follow it, but
+            // honour announcements only once a reply resynchronises us.
+            info!(%client, "control session picked up mid-stream");
+            let flow = Flow::new(client, ControlSession::resync(), now, self.cfg.max_line);
+            self.flows.insert(client, flow);
+        }
+        let flow = self.flows.get_mut(&client).expect("inserted above");
+        if dir == Dir::ToServer {
+            flow.server_public = Some(seg.dst);
+            if flow.nat.is_none() && !seg.flags.syn {
+                return Outcome::NeedNat {
+                    src: seg.src,
+                    dst: seg.dst,
+                };
+            }
+        }
+        let mut shared = Shared {
+            cfg: &self.cfg,
+            dnat_in_use: &mut self.dnat_in_use,
+        };
+        let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared);
+        decision.close.extend(close);
+        Outcome::Done(decision)
+    }
+
+    /// Expires idle and closed sessions and forgets expired pinholes.
+    /// Returns the pinholes to remove. Call it about once a second.
+    pub fn poll(&mut self, now: Instant) -> Vec<Pinhole> {
+        let mut close = Vec::new();
+        let (idle, linger) = (self.cfg.idle_timeout, self.cfg.linger);
+        let gone: Vec<SocketAddr> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| match f.closed_at {
+                Some(t) => now.saturating_duration_since(t) >= linger,
+                None => now.saturating_duration_since(f.last_seen) >= idle,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            if let Some(flow) = self.flows.remove(&key) {
+                debug!(client = %key, "control session forgotten");
+                close.extend(self.release_all(flow));
+            }
+        }
+        for flow in self.flows.values_mut() {
+            while flow.pinholes.front().is_some_and(|p| p.expires <= now) {
+                let live = flow.pinholes.pop_front().expect("checked");
+                if let Some(k) = dnat_key(&live.pinhole) {
+                    self.dnat_in_use.remove(&k);
+                }
+            }
+        }
+        close
+    }
+
+    fn release_all(&mut self, mut flow: Flow) -> Vec<Pinhole> {
+        let mut shared = Shared {
+            cfg: &self.cfg,
+            dnat_in_use: &mut self.dnat_in_use,
+        };
+        flow.close_pinholes(&mut shared)
+    }
+}
+
+impl Flow {
+    fn new(client: SocketAddr, control: ControlSession, now: Instant, max_line: usize) -> Self {
+        let half = || Half {
+            lines: LineAssembler::new(max_line),
+            edits: StreamEdits::default(),
+        };
+        Flow {
+            control,
+            client,
+            server_public: None,
+            nat: None,
+            to_server: half(),
+            to_client: half(),
+            syn_seq: None,
+            pinholes: VecDeque::new(),
+            last_seen: now,
+            fin_from_client: false,
+            fin_from_server: false,
+            closed_at: None,
+        }
+    }
+
+    fn halves(&mut self, dir: Dir) -> (&mut Half, &mut Half) {
+        match dir {
+            Dir::ToServer => (&mut self.to_server, &mut self.to_client),
+            Dir::ToClient => (&mut self.to_client, &mut self.to_server),
+        }
+    }
+
+    fn on_segment(
+        &mut self,
+        now: Instant,
+        dir: Dir,
+        seg: &TcpSegment,
+        packet: &[u8],
+        shared: &mut Shared<'_>,
+    ) -> Decision {
+        self.last_seen = now;
+        let mut decision = Decision::accept();
+        let payload = seg.payload(packet);
+        let data_seq = seg.seq.add(seg.flags.syn as i64);
+        {
+            let (this, _) = self.halves(dir);
+            if seg.flags.syn && !this.lines.is_started() {
+                this.lines.start_at(data_seq);
+            }
+            if !payload.is_empty() && !this.lines.is_started() {
+                this.lines.start_at(data_seq);
+            }
+        }
+        if !payload.is_empty() && self.control.is_parsing() {
+            let mut lines: Vec<(SeqNum, Option<Vec<u8>>)> = Vec::new();
+            let (this, _) = self.halves(dir);
+            let position = this.lines.feed(data_seq, payload, |line| match line {
+                Line::Complete(at, bytes) => lines.push((at, Some(bytes.to_vec()))),
+                Line::Overlong => lines.push((data_seq, None)),
+            });
+            if position == Position::Gap {
+                // The bytes before this segment have not passed the gateway:
+                // parsing now would miss a line, forwarding unparsed could
+                // let an announcement through unrewritten. The sender
+                // retransmits it once the hole is filled.
+                debug!(client = %self.client, ?dir, "out-of-order control data dropped");
+                decision.verdict = Verdict::Drop;
+                return decision;
+            }
+            for (at, line) in lines {
+                match line {
+                    Some(line) => self.on_line(now, dir, at, &line, shared, &mut decision),
+                    None => {
+                        warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
+                        self.control.give_up();
+                    }
+                }
+            }
+        }
+        self.track_close(dir, seg, shared, &mut decision);
+        decision.verdict = self.fixup(dir, seg, data_seq, payload, packet);
+        decision
+    }
+
+    fn on_line(
+        &mut self,
+        now: Instant,
+        dir: Dir,
+        at: SeqNum,
+        line: &[u8],
+        shared: &mut Shared<'_>,
+        decision: &mut Decision,
+    ) {
+        let event = match dir {
+            Dir::ToServer => self.control.on_client_line(line),
+            Dir::ToClient => self.control.on_server_line(line),
+        };
+        let client = self.client;
+        match event {
+            None => {}
+            Some(Event::Announce(form, hp)) => {
+                let Some(ep) = self.endpoints() else {
+                    warn!(%client, ?form, "announcement before the NAT mapping is known; nothing opened");
+                    return;
+                };
+                let in_use = &*shared.dnat_in_use;
+                let free = |p: &Pinhole| dnat_key(p).is_none_or(|k| !in_use.contains(&k));
+                match plan(form, &hp, &ep, &shared.cfg.policy, free) {
+                    Ok(plan) => {
+                        if let Some(text) = &plan.replacement {
+                            let mut new = Vec::with_capacity(line.len() + text.len());
+                            new.extend_from_slice(&line[..hp.span.start]);
+                            new.extend_from_slice(text);
+                            new.extend_from_slice(&line[hp.span.end..]);
+                            let delta = new.len() as i64 - line.len() as i64;
+                            let (this, _) = self.halves(dir);
+                            let edit = Edit {
+                                at,
+                                old_len: line.len() as u32,
+                                new,
+                            };
+                            if !this.edits.push(edit) {
+                                warn!(%client, ?form, "rewrite overlaps an earlier one; nothing opened");
+                                return;
+                            }
+                            info!(%client, ?form, from = %String::from_utf8_lossy(&line[hp.span.clone()]),
+                                  to = %String::from_utf8_lossy(text), delta, "announcement rewritten");
+                        }
+                        self.add_pinhole(now, form, plan.pinhole, shared, decision);
+                    }
+                    Err(why) => {
+                        info!(%client, ?form, reason = %why, "announcement refused; nothing opened")
+                    }
+                }
+            }
+            Some(Event::ActiveRefused) => {
+                let last = self
+                    .pinholes
+                    .iter()
+                    .rposition(|p| matches!(p.form, Form::Port | Form::Eprt));
+                if let Some(i) = last.and_then(|i| self.pinholes.remove(i)) {
+                    info!(%client, pinhole = %i.pinhole, "server refused PORT/EPRT; pinhole closed");
+                    release(&i.pinhole, shared);
+                    decision.close.push(i.pinhole);
+                }
+            }
+            Some(Event::Ignored(why)) => {
+                info!(%client, reason = why, "line ignored; nothing opened")
+            }
+            Some(Event::TlsStarted) => {
+                info!(%client, "control session switched to TLS; no longer parsed")
+            }
+        }
+    }
+
+    fn endpoints(&self) -> Option<Endpoints> {
+        let nat = self.nat?;
+        Some(Endpoints {
+            client: self.client,
+            client_public: nat.client_public,
+            server_public: self.server_public?,
+            server_real: nat.server_real,
+        })
+    }
+
+    fn add_pinhole(
+        &mut self,
+        now: Instant,
+        form: Form,
+        pinhole: Pinhole,
+        shared: &mut Shared<'_>,
+        decision: &mut Decision,
+    ) {
+        while self.pinholes.len() >= shared.cfg.max_pinholes_per_session.max(1) {
+            let old = self.pinholes.pop_front().expect("non-empty");
+            release(&old.pinhole, shared);
+            decision.close.push(old.pinhole);
+        }
+        if let Some(k) = dnat_key(&pinhole) {
+            shared.dnat_in_use.insert(k);
+        }
+        info!(client = %self.client, ?form, %pinhole, "pinhole opened");
+        self.pinholes.push_back(LivePinhole {
+            pinhole,
+            form,
+            expires: now + shared.cfg.pinhole_timeout,
+        });
+        decision.open.push(pinhole);
+    }
+
+    fn close_pinholes(&mut self, shared: &mut Shared<'_>) -> Vec<Pinhole> {
+        self.pinholes
+            .drain(..)
+            .map(|live| {
+                release(&live.pinhole, shared);
+                live.pinhole
+            })
+            .collect()
+    }
+
+    /// FIN from both sides or an RST ends the session: its pinholes close
+    /// now, its sequence offsets are kept a little longer for stragglers.
+    fn track_close(
+        &mut self,
+        dir: Dir,
+        seg: &TcpSegment,
+        shared: &mut Shared<'_>,
+        decision: &mut Decision,
+    ) {
+        match dir {
+            Dir::ToServer => self.fin_from_client |= seg.flags.fin,
+            Dir::ToClient => self.fin_from_server |= seg.flags.fin,
+        }
+        let ended = seg.flags.rst || (self.fin_from_client && self.fin_from_server);
+        if ended && self.closed_at.is_none() {
+            self.closed_at = Some(self.last_seen);
+            let closed = self.close_pinholes(shared);
+            debug!(client = %self.client, pinholes = closed.len(), "control session closed");
+            decision.close.extend(closed);
+        }
+    }
+
+    /// Computes the packet as it must leave: this direction's sequence
+    /// number and payload after its edits, the other direction's
+    /// acknowledgement and SACK edges mapped back through its edits.
+    fn fixup(
+        &mut self,
+        dir: Dir,
+        seg: &TcpSegment,
+        data_seq: SeqNum,
+        payload: &[u8],
+        packet: &[u8],
+    ) -> Verdict {
+        let (this, other) = self.halves(dir);
+        if this.edits.is_identity() && other.edits.is_identity() {
+            return Verdict::Accept;
+        }
+        let rendered = this.edits.render(data_seq, payload);
+        let seq = rendered.seq.add(-(seg.flags.syn as i64));
+        let ack = if seg.flags.ack {
+            other.edits.to_original(seg.ack, false)
+        } else {
+            seg.ack
+        };
+        let sack: Vec<Option<(SeqNum, SeqNum)>> = seg
+            .sack
+            .iter()
+            .map(|&(l, r)| {
+                let (l, r) = (
+                    other.edits.to_original(l, true),
+                    other.edits.to_original(r, false),
+                );
+                l.before(r).then_some((l, r))
+            })
+            .collect();
+        let sack_changed = sack
+            .iter()
+            .zip(&seg.sack)
+            .any(|(new, old)| *new != Some(*old));
+        if seq == seg.seq && ack == seg.ack && rendered.payload.is_none() && !sack_changed {
+            return Verdict::Accept;
+        }
+        Verdict::Replace(seg.rebuild(
+            packet,
+            &Fixup {
+                seq,
+                ack,
+                sack: sack_changed.then_some(sack),
+                payload: rendered.payload,
+            },
+        ))
+    }
+}
+
+fn release(p: &Pinhole, shared: &mut Shared<'_>) {
+    if let Some(k) = dnat_key(p) {
+        shared.dnat_in_use.remove(&k);
+    }
+}

@@ -1,0 +1,7 @@
+//! FTP control-connection logic: line assembly, parsing, the per-session
+//! state machine and the rewrite planner. Pure: no I/O, no clock.
+
+pub mod lines;
+pub mod parse;
+pub mod plan;
+pub mod session;

@@ -1,0 +1,329 @@
+//! The rewrite planner: from an announcement and the control connection's
+//! addresses on both sides of the gateway, decide the text the far side
+//! must see and the pinhole that lets exactly the announced connection in.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use super::parse::{format_host_port, HostPort};
+use super::session::Form;
+use crate::pinhole::Pinhole;
+
+/// The control connection as seen on each side of the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The client's own address (before source NAT).
+    pub client: SocketAddr,
+    /// The client's address as the server sees it (after source NAT).
+    pub client_public: SocketAddr,
+    /// The server's address as the client sees it (before destination NAT).
+    pub server_public: SocketAddr,
+    /// The server's own address (after destination NAT).
+    pub server_real: SocketAddr,
+}
+
+/// Validation switches. The defaults are the safe ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept data ports below 1024 (refused by default: a pinhole to a
+    /// privileged port is how FTP bounce attacks reach other services).
+    pub allow_privileged_ports: bool,
+    /// Accept an address in PORT/EPRT/227 that is not the announcing
+    /// peer's own (third-party transfers, RFC 959 §2.3; off by default,
+    /// RFC 2577 §3 explains the bounce attack).
+    pub allow_third_party: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow_privileged_ports: false,
+            allow_third_party: false,
+        }
+    }
+}
+
+/// Why an announcement opens nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address is not the announcing peer's own.
+    ThirdPartyAddress,
+    /// The port is below 1024.
+    PrivilegedPort,
+    /// Port 0 cannot be connected to.
+    PortZero,
+    /// The address family differs from the control connection's.
+    FamilyMismatch,
+    /// No free public port for a translated active-mode connection.
+    NoPublicPort,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::ThirdPartyAddress => "address is not the announcing peer's own",
+            Refusal::PrivilegedPort => "data port below 1024",
+            Refusal::PortZero => "data port 0",
+            Refusal::FamilyMismatch => "address family differs from the control connection's",
+            Refusal::NoPublicPort => "no free public port for the translated connection",
+        })
+    }
+}
+
+/// What to do for one accepted announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Replacement for the announcement's address-and-port text, when the
+    /// far side must see something else.
+    pub replacement: Option<Vec<u8>>,
+    /// The pinhole to install before the announcement is released.
+    pub pinhole: Pinhole,
+}
+
+/// How many public ports are tried for one translated active-mode
+/// connection before giving up.
+const PORT_TRIES: u16 = 64;
+
+/// Plans one announcement. `port_free` tells whether a pinhole's
+/// translated (public) address and port are still free.
+pub fn plan(
+    form: Form,
+    hp: &HostPort,
+    ep: &Endpoints,
+    policy: &Policy,
+    port_free: impl Fn(&Pinhole) -> bool,
+) -> Result<Plan, Refusal> {
+    if hp.port == 0 {
+        return Err(Refusal::PortZero);
+    }
+    if hp.port < 1024 && !policy.allow_privileged_ports {
+        return Err(Refusal::PrivilegedPort);
+    }
+    if let Some(addr) = hp.addr {
+        if addr.is_ipv4() != ep.client.is_ipv4() {
+            return Err(Refusal::FamilyMismatch);
+        }
+    }
+    match form {
+        Form::Port | Form::Eprt => plan_active(hp, ep, policy, port_free),
+        Form::Pasv227 | Form::Epsv229 => plan_passive(hp, ep, policy),
+    }
+}
+
+/// Active mode: the server connects to the client. Behind source NAT the
+/// client's address is replaced by the public one, and the pinhole carries
+/// the DNAT back to the client.
+fn plan_active(
+    hp: &HostPort,
+    ep: &Endpoints,
+    policy: &Policy,
+    port_free: impl Fn(&Pinhole) -> bool,
+) -> Result<Plan, Refusal> {
+    let announced = hp.addr.unwrap_or(ep.client.ip());
+    if announced != ep.client.ip() && !policy.allow_third_party {
+        return Err(Refusal::ThirdPartyAddress);
+    }
+    let server = ep.server_real.ip();
+    if ep.client_public.ip() == ep.client.ip() {
+        return Ok(Plan {
+            replacement: None,
+            pinhole: Pinhole {
+                src: server,
+                dst: announced,
+                dport: hp.port,
+                dnat: None,
+            },
+        });
+    }
+    let public = ep.client_public.ip();
+    let real = SocketAddr::new(announced, hp.port);
+    // Keep the client's port when it is free on the public address (as
+    // nf_nat_ftp does), else take the next free one.
+    let pinhole = (0..PORT_TRIES)
+        .map(|i| Pinhole {
+            src: server,
+            dst: public,
+            dport: nth_candidate_port(hp.port, i),
+            dnat: Some(real),
+        })
+        .find(|p| port_free(p))
+        .ok_or(Refusal::NoPublicPort)?;
+    Ok(Plan {
+        replacement: Some(format_host_port(public, pinhole.dport, hp.delimiter)),
+        pinhole,
+    })
+}
+
+/// The `i`-th public port tried for a client port: the port itself, then
+/// the following unprivileged ports, wrapping within 1024..=65535.
+fn nth_candidate_port(port: u16, i: u16) -> u16 {
+    if i == 0 {
+        return port;
+    }
+    const SPAN: u32 = 65536 - 1024;
+    let base = (port as u32 + SPAN - 1024) % SPAN;
+    (1024 + (base + i as u32) % SPAN) as u16
+}
+
+/// Passive mode: the client connects to the server. Behind destination NAT
+/// the server's private address is replaced by the public one (227 only:
+/// 229 carries no address) and the pinhole carries the DNAT to the server.
+fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, Refusal> {
+    let own = [ep.server_real.ip(), ep.server_public.ip()];
+    if let Some(addr) = hp.addr {
+        if !own.contains(&addr) && !policy.allow_third_party {
+            return Err(Refusal::ThirdPartyAddress);
+        }
+    }
+    let target: IpAddr = hp.addr.unwrap_or(ep.server_real.ip());
+    if ep.server_public.ip() == ep.server_real.ip() {
+        return Ok(Plan {
+            replacement: None,
+            pinhole: Pinhole {
+                src: ep.client.ip(),
+                dst: target,
+                dport: hp.port,
+                dnat: None,
+            },
+        });
+    }
+    let public = ep.server_public.ip();
+    let replacement = match hp.addr {
+        Some(addr) if addr != public => Some(format_host_port(public, hp.port, hp.delimiter)),
+        _ => None,
+    };
+    Ok(Plan {
+        replacement,
+        pinhole: Pinhole {
+            src: ep.client.ip(),
+            dst: public,
+            dport: hp.port,
+            dnat: Some(SocketAddr::new(ep.server_real.ip(), hp.port)),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ftp::parse::{parse_227, parse_229, parse_client_line, ClientLine};
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn snat() -> Endpoints {
+        Endpoints {
+            client: sa("198.51.100.2:40000"),
+            client_public: sa("203.0.113.254:40000"),
+            server_public: sa("203.0.113.10:21"),
+            server_real: sa("203.0.113.10:21"),
+        }
+    }
+
+    fn dnat() -> Endpoints {
+        Endpoints {
+            client: sa("203.0.113.20:40000"),
+            client_public: sa("203.0.113.20:40000"),
+            server_public: sa("203.0.113.1:21"),
+            server_real: sa("192.0.2.10:21"),
+        }
+    }
+
+    fn port_line(l: &[u8]) -> HostPort {
+        match parse_client_line(l) {
+            ClientLine::Port(hp) | ClientLine::Eprt(hp) => hp,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn active_behind_snat_rewrites_and_maps_back() {
+        let hp = port_line(b"PORT 198,51,100,2,195,80\r\n");
+        let p = plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"203,0,113,254,195,80"[..]));
+        assert_eq!(p.pinhole.src, "203.0.113.10".parse::<IpAddr>().unwrap());
+        assert_eq!(p.pinhole.dst, "203.0.113.254".parse::<IpAddr>().unwrap());
+        assert_eq!(p.pinhole.dport, 50000);
+        assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+    }
+
+    #[test]
+    fn active_port_in_use_moves_to_next() {
+        let hp = port_line(b"EPRT |1|198.51.100.2|50000|\r\n");
+        let p = plan(Form::Eprt, &hp, &snat(), &Policy::default(), |p| {
+            p.dport != 50000
+        })
+        .unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"203.0.113.254|50001"[..]));
+        assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+    }
+
+    #[test]
+    fn active_without_nat_only_opens() {
+        let ep = Endpoints {
+            client: sa("[2001:db8:1::2]:40000"),
+            client_public: sa("[2001:db8:1::2]:40000"),
+            server_public: sa("[2001:db8:2::10]:21"),
+            server_real: sa("[2001:db8:2::10]:21"),
+        };
+        let hp = port_line(b"EPRT |2|2001:db8:1::2|50000|\r\n");
+        let p = plan(Form::Eprt, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.filter_key().2, 50000);
+    }
+
+    #[test]
+    fn bounce_and_privileged_are_refused() {
+        let hp = port_line(b"PORT 192,0,2,99,195,80\r\n");
+        assert_eq!(
+            plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true),
+            Err(Refusal::ThirdPartyAddress)
+        );
+        let hp = port_line(b"PORT 198,51,100,2,0,25\r\n");
+        assert_eq!(
+            plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true),
+            Err(Refusal::PrivilegedPort)
+        );
+        let hp = port_line(b"EPRT |2|2001:db8::1|5000|\r\n");
+        assert_eq!(
+            plan(Form::Eprt, &hp, &snat(), &Policy::default(), |_| true),
+            Err(Refusal::FamilyMismatch)
+        );
+    }
+
+    #[test]
+    fn candidate_ports_stay_unprivileged() {
+        assert_eq!(nth_candidate_port(50000, 0), 50000);
+        assert_eq!(nth_candidate_port(50000, 1), 50001);
+        assert_eq!(nth_candidate_port(65535, 1), 1024);
+        assert!((1..PORT_TRIES).all(|i| nth_candidate_port(80, i) >= 1024));
+    }
+
+    #[test]
+    fn passive_behind_dnat() {
+        let hp = parse_227(b"227 Entering Passive Mode (192,0,2,10,39,16).\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &dnat(), &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"203,0,113,1,39,16"[..]));
+        assert_eq!(p.pinhole.dst, "203.0.113.1".parse::<IpAddr>().unwrap());
+        assert_eq!(p.pinhole.dnat, Some(sa("192.0.2.10:10000")));
+        let hp = parse_229(b"229 Entering Extended Passive Mode (|||10001|)\r\n").unwrap();
+        let p = plan(Form::Epsv229, &hp, &dnat(), &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.dnat, Some(sa("192.0.2.10:10001")));
+    }
+
+    #[test]
+    fn passive_from_outside_server_opens_without_rewrite() {
+        let hp = parse_227(b"227 Entering Passive Mode (203,0,113,10,39,16).\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &snat(), &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.src, "198.51.100.2".parse::<IpAddr>().unwrap());
+        assert_eq!(p.pinhole.dnat, None);
+        let hp = parse_227(b"227 (192,0,2,99,39,16)\r\n").unwrap();
+        assert_eq!(
+            plan(Form::Pasv227, &hp, &snat(), &Policy::default(), |_| true),
+            Err(Refusal::ThirdPartyAddress)
+        );
+    }
+}

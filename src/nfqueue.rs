@@ -1,0 +1,206 @@
+//! The queue loop: the shell that connects NFQUEUE, conntrack and the
+//! pinhole backend to the engine.
+//!
+//! One thread receives packets (blocking `recv`, as `nfq` offers no
+//! pollable descriptor) and a second one wakes it with a harmless signal
+//! once a second, for timers, and at once when a stop is requested.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use tracing::{debug, error, info, warn};
+
+use crate::conntrack::Conntrack;
+use crate::engine::{Decision, Engine, NatMapping, Outcome, Verdict};
+use crate::nft::NftPinholes;
+
+/// How often the engine's timers run when no packet arrives.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The I/O around one engine: a bound queue, a conntrack socket and the
+/// pinhole backend.
+pub struct Worker {
+    queue: nfq::Queue,
+    engine: Engine,
+    conntrack: Conntrack,
+    pinholes: NftPinholes,
+    pinhole_timeout: Duration,
+}
+
+impl Worker {
+    /// Opens every socket and binds `queue_num`. Fails if another process
+    /// holds the queue (the kernel answers EPERM).
+    pub fn open(
+        engine: Engine,
+        queue_num: u16,
+        table: &str,
+        pinhole_timeout: Duration,
+    ) -> io::Result<Self> {
+        let mut queue = nfq::Queue::open()?;
+        queue.bind(queue_num).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind NFQUEUE {queue_num} (is another instance running?): {e}"),
+            )
+        })?;
+        Ok(Worker {
+            queue,
+            engine,
+            conntrack: Conntrack::open()?,
+            pinholes: NftPinholes::open(table)?,
+            pinhole_timeout,
+        })
+    }
+
+    /// Processes packets until `stop` becomes true. Returns an error only
+    /// when the queue socket itself fails.
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut next_poll = Instant::now() + TICK;
+        while !stop.load(Ordering::SeqCst) {
+            match self.queue.recv() {
+                Ok(msg) => self.process(msg)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    warn!("queue overrun: the kernel dropped control packets (they will be retransmitted)")
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= next_poll {
+                next_poll = now + TICK;
+                for p in self.engine.poll(now) {
+                    self.remove_pinhole(&p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, mut msg: nfq::Message) -> io::Result<()> {
+        let now = Instant::now();
+        let decision = self.decide(now, msg.get_payload());
+        for p in &decision.close {
+            self.remove_pinhole(p);
+        }
+        for p in &decision.open {
+            // Installed before the verdict: the peer may connect as soon
+            // as the announcement reaches it.
+            if let Err(e) = self.pinholes.add(p, self.pinhole_timeout) {
+                error!(pinhole = %p, error = %e, "cannot install pinhole");
+            }
+        }
+        match decision.verdict {
+            Verdict::Accept => msg.set_verdict(nfq::Verdict::Accept),
+            Verdict::Replace(bytes) => {
+                msg.set_payload(bytes);
+                msg.set_verdict(nfq::Verdict::Accept);
+            }
+            Verdict::Drop => msg.set_verdict(nfq::Verdict::Drop),
+        }
+        self.queue.verdict(msg)
+    }
+
+    fn decide(&mut self, now: Instant, packet: &[u8]) -> Decision {
+        // At most one lookup per packet: set_nat always records a mapping.
+        for _ in 0..2 {
+            match self.engine.handle(now, packet) {
+                Outcome::Done(decision) => return decision,
+                Outcome::NeedNat { src, dst } => {
+                    let mapping = self.lookup_nat(src, dst);
+                    self.engine.set_nat(src, mapping);
+                }
+            }
+        }
+        error!("engine asked twice for the same NAT mapping; packet forwarded untouched");
+        Decision {
+            verdict: Verdict::Accept,
+            open: Vec::new(),
+            close: Vec::new(),
+        }
+    }
+
+    fn lookup_nat(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<NatMapping> {
+        match self.conntrack.lookup_tcp(src, dst) {
+            Ok(Some(ct)) => Some(NatMapping {
+                client_public: ct.reply_dst,
+                server_real: ct.reply_src,
+            }),
+            Ok(None) => {
+                debug!(%src, %dst, "no conntrack entry: control connection taken as untranslated");
+                None
+            }
+            Err(e) => {
+                warn!(%src, %dst, error = %e, "conntrack lookup failed: control connection taken as untranslated");
+                None
+            }
+        }
+    }
+
+    fn remove_pinhole(&mut self, p: &crate::pinhole::Pinhole) {
+        if let Err(e) = self.pinholes.remove(p) {
+            warn!(pinhole = %p, error = %e, "cannot remove pinhole (it expires by itself)");
+        }
+    }
+}
+
+extern "C" fn on_wake(_: libc::c_int) {}
+
+/// Runs `worker` on the calling thread until SIGTERM or SIGINT. A helper
+/// thread takes those signals (they are blocked everywhere else), and
+/// interrupts the worker's blocking `recv` with SIGUSR1, once a second for
+/// timers and at once to stop.
+pub fn run_until_signalled(worker: &mut Worker) -> io::Result<()> {
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.add(Signal::SIGINT);
+    stop_signals.thread_block().map_err(io::Error::from)?;
+    // SIGUSR1 only interrupts system calls: no SA_RESTART, empty handler.
+    let wake = signal::SigAction::new(
+        SigHandler::Handler(on_wake),
+        signal::SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler is async-signal-safe (it does nothing).
+    unsafe { signal::sigaction(Signal::SIGUSR1, &wake) }.map_err(io::Error::from)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker_thread = unsafe { libc::pthread_self() };
+    let done = Arc::new(AtomicBool::new(false));
+    let waker = {
+        let (stop, done) = (stop.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                if let Ok(sig) = stop_signals.wait() {
+                    let _ = tx.send(sig);
+                }
+            });
+            while !done.load(Ordering::SeqCst) {
+                match rx.recv_timeout(TICK) {
+                    Ok(sig) => {
+                        info!(signal = ?sig, "stopping");
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+                }
+                // SAFETY: the worker thread outlives this loop: it sets
+                // `done` before returning and we stop signalling then.
+                if !done.load(Ordering::SeqCst) {
+                    unsafe { libc::pthread_kill(worker_thread, libc::SIGUSR1) };
+                }
+                if stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    let result = worker.run(&stop);
+    done.store(true, Ordering::SeqCst);
+    let _ = waker.join();
+    result
+}

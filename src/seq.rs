@@ -1,0 +1,284 @@
+//! Sequence numbers and the per-direction edit log.
+//!
+//! When ftp-alg replaces text in one direction of a control connection, the
+//! byte stream the receiver sees (the *wire* stream) no longer lines up with
+//! the stream the sender wrote (the *original* stream). [`StreamEdits`]
+//! remembers every replacement made in one direction and maps between the
+//! two spaces: sequence numbers of that direction forward (original to wire),
+//! acknowledgement and SACK numbers of the other direction back (wire to
+//! original). Because each edit stores its replacement bytes, any copy of a
+//! segment — a retransmission, or one cut differently — is rendered to the
+//! same wire bytes as the first copy (RFC 9293 §3.4: a receiver must be able
+//! to take any segment of the same sequence space and get the same data).
+
+use std::collections::VecDeque;
+
+/// A TCP sequence number: arithmetic modulo 2^32 (RFC 9293 §3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SeqNum(pub u32);
+
+impl SeqNum {
+    /// `self + n`, wrapping.
+    pub fn add(self, n: i64) -> SeqNum {
+        SeqNum(self.0.wrapping_add(n as u32))
+    }
+
+    /// Signed distance `self - other`, valid while the two are less than
+    /// 2^31 apart (always true inside one TCP window).
+    pub fn diff(self, other: SeqNum) -> i64 {
+        self.0.wrapping_sub(other.0) as i32 as i64
+    }
+
+    /// `self < other` in sequence space.
+    pub fn before(self, other: SeqNum) -> bool {
+        self.diff(other) < 0
+    }
+}
+
+/// One replacement in a direction's byte stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    /// Original sequence number of the first replaced byte.
+    pub at: SeqNum,
+    /// Number of original bytes replaced.
+    pub old_len: u32,
+    /// The bytes the receiver gets instead.
+    pub new: Vec<u8>,
+}
+
+impl Edit {
+    fn end(&self) -> SeqNum {
+        self.at.add(self.old_len as i64)
+    }
+
+    fn delta(&self) -> i64 {
+        self.new.len() as i64 - self.old_len as i64
+    }
+}
+
+/// How many edits are kept with their bytes; older ones are folded into a
+/// plain offset. A control connection rarely has more than one rewrite in
+/// flight, so this bounds memory without affecting live traffic.
+const MAX_EDITS: usize = 16;
+
+/// The edits made to one direction of a connection, in stream order.
+#[derive(Clone, Debug, Default)]
+pub struct StreamEdits {
+    /// Total length change of edits that were folded away.
+    folded_delta: i64,
+    edits: VecDeque<Edit>,
+}
+
+/// A segment as it must appear on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// Sequence number for the segment's header.
+    pub seq: SeqNum,
+    /// New payload, or `None` when the payload is unchanged.
+    pub payload: Option<Vec<u8>>,
+}
+
+impl StreamEdits {
+    /// True when no byte of this direction has changed length or content.
+    pub fn is_identity(&self) -> bool {
+        self.folded_delta == 0 && self.edits.is_empty()
+    }
+
+    /// Total length change so far (wire length minus original length).
+    pub fn total_delta(&self) -> i64 {
+        self.folded_delta + self.edits.iter().map(Edit::delta).sum::<i64>()
+    }
+
+    /// Records a replacement. Edits must arrive in stream order and must not
+    /// overlap; an edit that breaks this is ignored and `false` returned.
+    pub fn push(&mut self, edit: Edit) -> bool {
+        if let Some(last) = self.edits.back() {
+            if edit.at.before(last.end()) {
+                return false;
+            }
+        }
+        self.edits.push_back(edit);
+        if self.edits.len() > MAX_EDITS {
+            if let Some(old) = self.edits.pop_front() {
+                self.folded_delta += old.delta();
+            }
+        }
+        true
+    }
+
+    /// Maps an original sequence number that is not inside an edit to the
+    /// wire. A number inside an edit maps to the wire start of that edit.
+    pub fn to_wire(&self, seq: SeqNum) -> SeqNum {
+        let mut delta = self.folded_delta;
+        for edit in &self.edits {
+            if !edit.at.before(seq) {
+                break;
+            }
+            if seq.before(edit.end()) {
+                // Inside the replaced bytes: there is no byte-for-byte
+                // correspondence, so point at the start of the replacement.
+                return edit.at.add(delta);
+            }
+            delta += edit.delta();
+        }
+        seq.add(delta)
+    }
+
+    /// Maps a wire sequence number (an acknowledgement or SACK edge sent by
+    /// the receiver) back to the original stream. A number inside a
+    /// replacement maps to the start of the replaced original bytes when
+    /// `round_up` is false and to their end when it is true, so that the
+    /// sender is never told that bytes arrived which did not.
+    pub fn to_original(&self, wire: SeqNum, round_up: bool) -> SeqNum {
+        let mut delta = self.folded_delta;
+        for edit in &self.edits {
+            let wire_start = edit.at.add(delta);
+            let wire_end = wire_start.add(edit.new.len() as i64);
+            if !wire_start.before(wire) {
+                break;
+            }
+            if wire.before(wire_end) {
+                return if round_up { edit.end() } else { edit.at };
+            }
+            delta += edit.delta();
+        }
+        wire.add(-delta)
+    }
+
+    /// Renders a segment of original bytes `payload` starting at original
+    /// sequence `seq` as it must go on the wire. Every edit the segment
+    /// touches is emitted whole, even if the segment holds only part of the
+    /// replaced bytes, so all copies of a span carry identical bytes.
+    pub fn render(&self, seq: SeqNum, payload: &[u8]) -> Rendered {
+        let end = seq.add(payload.len() as i64);
+        let touched: Vec<&Edit> = self
+            .edits
+            .iter()
+            .filter(|e| e.at.before(end) && seq.before(e.end()))
+            .collect();
+        let Some(first) = touched.first() else {
+            return Rendered {
+                seq: self.to_wire(seq),
+                payload: None,
+            };
+        };
+        let start = if first.at.before(seq) { first.at } else { seq };
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        let mut cursor = seq; // next original byte of `payload` to copy
+        for edit in &touched {
+            if cursor.before(edit.at) {
+                let from = cursor.diff(seq) as usize;
+                let to = edit.at.diff(seq) as usize;
+                out.extend_from_slice(&payload[from..to]);
+            }
+            out.extend_from_slice(&edit.new);
+            cursor = edit.end();
+        }
+        if cursor.before(end) {
+            out.extend_from_slice(&payload[cursor.diff(seq) as usize..]);
+        }
+        Rendered {
+            seq: self.to_wire(start),
+            payload: Some(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edits(list: &[(u32, u32, &str)]) -> StreamEdits {
+        let mut e = StreamEdits::default();
+        for &(at, old_len, new) in list {
+            assert!(e.push(Edit {
+                at: SeqNum(at),
+                old_len,
+                new: new.as_bytes().to_vec(),
+            }));
+        }
+        e
+    }
+
+    #[test]
+    fn seq_wraps() {
+        assert_eq!(SeqNum(u32::MAX).add(2), SeqNum(1));
+        assert_eq!(SeqNum(1).diff(SeqNum(u32::MAX)), 2);
+        assert!(SeqNum(u32::MAX).before(SeqNum(0)));
+    }
+
+    #[test]
+    fn lengthening_edit_shifts_later_bytes() {
+        // 3 bytes at 10..13 replaced by 5: +2 after the edit.
+        let e = edits(&[(10, 3, "abcde")]);
+        assert_eq!(e.to_wire(SeqNum(5)), SeqNum(5));
+        assert_eq!(e.to_wire(SeqNum(13)), SeqNum(15));
+        assert_eq!(e.to_original(SeqNum(15), false), SeqNum(13));
+        assert_eq!(e.to_original(SeqNum(10), false), SeqNum(10));
+        // An ACK inside the replacement acknowledges none of it.
+        assert_eq!(e.to_original(SeqNum(12), false), SeqNum(10));
+        assert_eq!(e.to_original(SeqNum(12), true), SeqNum(13));
+    }
+
+    #[test]
+    fn shortening_edit_shifts_later_bytes_back() {
+        let e = edits(&[(10, 5, "xy")]);
+        assert_eq!(e.to_wire(SeqNum(20)), SeqNum(17));
+        assert_eq!(e.to_original(SeqNum(17), false), SeqNum(20));
+        assert_eq!(e.total_delta(), -3);
+    }
+
+    #[test]
+    fn render_is_identical_for_every_cut() {
+        // Original stream "0123456789ABCDEF" from seq 100; bytes 104..108
+        // ("4567") become "xyzxyz".
+        let orig = b"0123456789ABCDEF";
+        let e = edits(&[(104, 4, "xyzxyz")]);
+        let whole = e.render(SeqNum(100), orig);
+        assert_eq!(whole.seq, SeqNum(100));
+        assert_eq!(whole.payload.as_deref(), Some(&b"0123xyzxyz89ABCDEF"[..]));
+        // Any cut into two segments reassembles to the same wire bytes.
+        for cut in 1..orig.len() {
+            let a = e.render(SeqNum(100), &orig[..cut]);
+            let b = e.render(SeqNum(100 + cut as u32), &orig[cut..]);
+            let mut wire = vec![0u8; 18];
+            for r in [&a, &b] {
+                let bytes = r.payload.clone().unwrap_or_else(|| {
+                    if r == &a {
+                        orig[..cut].to_vec()
+                    } else {
+                        orig[cut..].to_vec()
+                    }
+                });
+                let off = r.seq.diff(SeqNum(100)) as usize;
+                wire[off..off + bytes.len()].copy_from_slice(&bytes);
+            }
+            assert_eq!(&wire, b"0123xyzxyz89ABCDEF", "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn folding_keeps_the_offset() {
+        let mut e = StreamEdits::default();
+        for i in 0..(MAX_EDITS as u32 + 4) {
+            assert!(e.push(Edit {
+                at: SeqNum(i * 10),
+                old_len: 1,
+                new: b"ab".to_vec(),
+            }));
+        }
+        let n = MAX_EDITS as i64 + 4;
+        assert_eq!(e.total_delta(), n);
+        assert_eq!(e.to_wire(SeqNum(100_000)), SeqNum(100_000 + n as u32));
+    }
+
+    #[test]
+    fn overlapping_edit_is_refused() {
+        let mut e = edits(&[(10, 5, "x")]);
+        assert!(!e.push(Edit {
+            at: SeqNum(12),
+            old_len: 1,
+            new: vec![]
+        }));
+    }
+}

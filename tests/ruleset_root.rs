@@ -1,0 +1,399 @@
+//! Root tests of `ftp_alg::ruleset`: install and remove the real rules with
+//! nft and iptables-nft, each test in a network namespace of its own
+//! (`fa-rs-*`), and check that removal restores the ruleset text exactly.
+//!
+//! These need root (creating namespaces, loading rules). Without it they
+//! fail loudly instead of passing without testing anything.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use ftp_alg::config::Config;
+use ftp_alg::ruleset::{self, QueueBackend};
+
+/// Enters a fresh network namespace in the current thread (children spawned
+/// from this thread inherit it); leaves and deletes it on drop, also when the
+/// test panics.
+struct Netns {
+    name: String,
+    orig: Option<File>,
+}
+
+impl Netns {
+    fn enter(tag: &str) -> Netns {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            panic!(
+                "ruleset_root tests need root: they create network namespaces and \
+                 install nftables/iptables rules in them (euid is {euid})"
+            );
+        }
+        let name = format!("fa-rs-{tag}-{}", std::process::id());
+        // A namespace of that name can only be a leftover of this test.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run_ok("ip", &["netns", "add", &name]);
+        // From here on the guard deletes the namespace whatever happens.
+        let mut ns = Netns { name, orig: None };
+        let orig = File::open("/proc/thread-self/ns/net").expect("open own netns");
+        let target = File::open(format!("/run/netns/{}", ns.name)).expect("open new netns");
+        // SAFETY: both are valid namespace fds; setns only affects this thread.
+        let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        ns.orig = Some(orig);
+        // Never touch the host's firewall: prove that we and our children are
+        // in the new namespace before any rule is loaded.
+        let want = target.metadata().unwrap().ino();
+        let here = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        assert_eq!(here, want, "thread is not in the test namespace");
+        let child = run_ok("readlink", &["/proc/self/ns/net"]);
+        assert_eq!(
+            child.trim(),
+            format!("net:[{want}]"),
+            "children not in the test namespace"
+        );
+        assert_eq!(ruleset_text(), "", "a new namespace has an empty ruleset");
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Some(orig) = self.orig.take() {
+            // SAFETY: valid fd of the namespace this thread started in.
+            unsafe { libc::setns(orig.as_raw_fd(), libc::CLONE_NEWNET) };
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Runs a command, panics with its stderr on failure, returns stdout.
+fn run_ok(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command, returns (success, stdout).
+fn run_status(prog: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(prog).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn ruleset_text() -> String {
+    run_ok("nft", &["list", "ruleset"])
+}
+
+/// Feeds `text` to `nft ARGS -f -`; returns (success, stderr).
+fn nft_stdin(args: &[&str], text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The admin's firewall of a typical iptables-nft gateway: default-drop
+/// forward with an INVALID drop, masquerade, and (so that implicit chain
+/// creation inside existing tables is exercised) rules in raw OUTPUT and
+/// ip6 mangle PREROUTING.
+fn admin_firewall() {
+    for ipt in ["iptables-nft", "ip6tables-nft"] {
+        run_ok(ipt, &["-P", "FORWARD", "DROP"]);
+        run_ok(
+            ipt,
+            &[
+                "-A",
+                "FORWARD",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "INVALID",
+                "-j",
+                "DROP",
+            ],
+        );
+        run_ok(
+            ipt,
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                "lo",
+                "-j",
+                "MASQUERADE",
+            ],
+        );
+    }
+    run_ok(
+        "iptables-nft",
+        &[
+            "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT",
+        ],
+    );
+    run_ok(
+        "ip6tables-nft",
+        &[
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "udp",
+            "--dport",
+            "9",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+}
+
+const ACCEPT: &str =
+    "-A FORWARD -m conntrack --ctstate NEW -m connmark --mark 0x1000000/0x1000000 \
+                      -m comment --comment ftp-alg -j ACCEPT";
+const QUEUE_IN: &str = "-A PREROUTING -p tcp -m tcp --dport 21 -m comment --comment ftp-alg \
+                        -j NFQUEUE --queue-num 21 --queue-bypass";
+const QUEUE_OUT: &str = "-A FORWARD -p tcp -m tcp --sport 21 -m comment --comment ftp-alg \
+                         -j NFQUEUE --queue-num 21 --queue-bypass";
+
+/// `-A` lines of one chain as `iptables -S` prints them.
+fn rules(ipt: &str, table: &str, chain: &str) -> Vec<String> {
+    run_ok(ipt, &["-t", table, "-S", chain])
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks that exactly one copy of everything is installed (default config).
+fn assert_installed(backend: QueueBackend, with_filter: bool) {
+    let (ok, table) = run_status("nft", &["list", "table", "inet", "ftp_alg"]);
+    assert!(ok, "table inet ftp_alg missing");
+    for needle in [
+        "set pin4",
+        "set pin6",
+        "map dnat4",
+        "map dnat6",
+        "chain pinhole_dnat",
+        "chain pinhole_filter",
+    ] {
+        assert_eq!(table.matches(needle).count(), 1, "{needle} in\n{table}");
+    }
+    for ipt in ["iptables-nft", "ip6tables-nft"] {
+        match backend {
+            QueueBackend::Xtables => {
+                let pre = rules(ipt, "raw", "PREROUTING");
+                assert_eq!(
+                    pre.iter().filter(|l| *l == QUEUE_IN).count(),
+                    1,
+                    "{ipt} raw: {pre:?}"
+                );
+                let fwd = rules(ipt, "mangle", "FORWARD");
+                assert_eq!(
+                    fwd.iter().filter(|l| *l == QUEUE_OUT).count(),
+                    1,
+                    "{ipt} mangle: {fwd:?}"
+                );
+            }
+            QueueBackend::Native => {
+                assert!(table.contains("tcp dport 21 queue"), "{table}");
+                assert!(table.contains("tcp sport 21 queue"), "{table}");
+            }
+        }
+        if with_filter {
+            let fwd = rules(ipt, "filter", "FORWARD");
+            assert_eq!(
+                fwd.first().map(String::as_str),
+                Some(ACCEPT),
+                "{ipt} filter: {fwd:?}"
+            );
+            assert_eq!(
+                fwd.iter().filter(|l| *l == ACCEPT).count(),
+                1,
+                "{ipt} filter: {fwd:?}"
+            );
+            assert_eq!(fwd.len(), 2, "admin's INVALID drop kept: {fwd:?}");
+            let policy = run_ok(ipt, &["-S", "FORWARD"]);
+            assert!(policy.contains("-P FORWARD DROP"), "{policy}");
+        }
+    }
+}
+
+#[test]
+fn install_remove_with_admin_firewall() {
+    let _ns = Netns::enter("fw");
+    admin_firewall();
+    let before = ruleset_text();
+    let backend = ruleset::detect_queue_backend();
+    let inst = ruleset::install(&Config::default()).expect("install");
+    assert_eq!(inst.backend(), backend);
+    assert_installed(backend, true);
+    assert_ne!(ruleset_text(), before);
+    inst.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+}
+
+#[test]
+fn install_remove_on_empty_ruleset() {
+    let _ns = Netns::enter("empty");
+    let backend = ruleset::detect_queue_backend();
+    let inst = ruleset::install(&Config::default()).expect("install");
+    assert_installed(backend, false);
+    let mid = ruleset_text();
+    // No admin filter table: ftp-alg must not have created one.
+    assert!(!mid.contains("table ip filter"), "{mid}");
+    assert!(!mid.contains("table ip6 filter"), "{mid}");
+    if backend == QueueBackend::Xtables {
+        assert!(
+            mid.contains("table ip raw") && mid.contains("table ip6 mangle"),
+            "{mid}"
+        );
+    }
+    inst.remove().expect("remove");
+    assert_eq!(ruleset_text(), "", "leftovers after remove");
+}
+
+fn stale_cleanup(tag: &str, with_fw: bool) {
+    let _ns = Netns::enter(tag);
+    if with_fw {
+        admin_firewall();
+    }
+    let before = ruleset_text();
+    let backend = ruleset::detect_queue_backend();
+    let first = ruleset::install(&Config::default()).expect("first install");
+    // A killed daemon: the rules stay, the record is gone.
+    std::mem::forget(first);
+    let second = ruleset::install(&Config::default()).expect("install over stale rules");
+    assert_installed(backend, with_fw);
+    second.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+}
+
+#[test]
+fn stale_rules_are_replaced_with_admin_firewall() {
+    stale_cleanup("stale-fw", true);
+}
+
+#[test]
+fn stale_rules_are_replaced_on_empty_ruleset() {
+    stale_cleanup("stale-empty", false);
+}
+
+#[test]
+fn printed_table_text_loads_in_check_mode() {
+    let _ns = Netns::enter("check");
+    let cfg = Config {
+        control_ports: vec![21, 2121],
+        ..Config::default()
+    };
+    let backend = ruleset::detect_queue_backend();
+    let x = ruleset::table_text(&cfg, QueueBackend::Xtables);
+    let (ok, err) = nft_stdin(&["-c"], &x);
+    assert!(ok, "xtables-variant table text rejected: {err}\n{x}");
+    let n = ruleset::table_text(&cfg, QueueBackend::Native);
+    let (ok, err) = nft_stdin(&["-c"], &n);
+    assert_eq!(
+        ok,
+        backend == QueueBackend::Native,
+        "native table text, backend {backend:?}: {err}"
+    );
+
+    // The tables inside what `ftp-alg rules` prints are the same texts.
+    let d = ruleset::describe(&cfg);
+    let blocks: Vec<&str> = d
+        .match_indices("table inet ftp_alg {")
+        .map(|(i, _)| {
+            let end = d[i..].find("\n}\n").expect("table block ends") + i + 3;
+            &d[i..end]
+        })
+        .collect();
+    assert_eq!(blocks, [x.as_str(), n.as_str()], "{d}");
+    let (ok, err) = nft_stdin(&["-c"], blocks[0]);
+    assert!(ok, "printed table rejected: {err}\n{}", blocks[0]);
+    // Check mode changed nothing.
+    assert_eq!(ruleset_text(), "");
+}
+
+#[test]
+fn failed_install_is_undone() {
+    let _ns = Netns::enter("undo");
+    admin_firewall();
+    // A regular (non-base) chain named FORWARD in ip6 mangle makes
+    // ip6tables-nft fail to insert the last queue rule (CHAIN_ADD EOPNOTSUPP).
+    run_ok("nft", &["add", "table", "ip6", "mangle"]);
+    run_ok("nft", &["add", "chain", "ip6", "mangle", "FORWARD"]);
+    let before = ruleset_text();
+    if ruleset::detect_queue_backend() == QueueBackend::Native {
+        // Nothing goes to ip6 mangle then; this failure cannot be provoked.
+        eprintln!("native queue backend: the xtables failure path is not reachable here");
+        return;
+    }
+    let err = ruleset::install(&Config::default()).expect_err("install must fail");
+    assert!(err.command().contains("ip6tables"), "{err}");
+    assert!(!err.stderr().is_empty(), "{err}");
+    assert_eq!(ruleset_text(), before, "failed install left changes");
+}
+
+#[test]
+fn stale_rules_in_a_table_iptables_cannot_list() {
+    let _ns = Netns::enter("incompat");
+    // An admin filter FORWARD chain written with nft, using a verdict map
+    // that iptables cannot print: `iptables -S` fails on it, -I/-D work.
+    let fw = "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\
+              \t\tct state vmap { invalid : drop, established : accept, related : accept }\n\t}\n}\n";
+    let (ok, err) = nft_stdin(&[], fw);
+    assert!(ok, "{err}");
+    let (listable, _) = run_status("iptables-nft", &["-t", "filter", "-S"]);
+    assert!(!listable, "precondition: iptables cannot list this table");
+    let before = ruleset_text();
+    let accept_count = || {
+        run_ok("nft", &["list", "chain", "ip", "filter", "FORWARD"])
+            .matches("ct state new ct mark and 0x1000000 == 0x1000000")
+            .count()
+    };
+    let first = ruleset::install(&Config::default()).expect("first install");
+    assert_eq!(accept_count(), 1);
+    std::mem::forget(first);
+    let second = ruleset::install(&Config::default()).expect("install over stale rules");
+    assert_eq!(accept_count(), 1, "stale accept rule not removed");
+    let chain = run_ok("nft", &["list", "chain", "ip", "filter", "FORWARD"]);
+    let first_rule = chain.lines().nth(3).unwrap_or_default();
+    assert!(
+        first_rule.contains("ct mark and 0x1000000"),
+        "accept rule not first:\n{chain}"
+    );
+    second.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+}

@@ -128,6 +128,39 @@ enum Dir {
 struct Half {
     lines: LineAssembler,
     edits: StreamEdits,
+    /// The bytes of the line in progress are held back (not forwarded).
+    withholding: bool,
+}
+
+impl Half {
+    /// Makes sure the original bytes `line` at `at` reach the wire whole,
+    /// with the next segment that touches them: if no rewrite covers them,
+    /// an identity edit does.
+    fn cover(&mut self, at: SeqNum, line: &[u8]) {
+        if self.edits.last_start() != Some(at) && !line.is_empty() {
+            self.edits.push(Edit {
+                at,
+                old_len: line.len() as u32,
+                new: line.to_vec(),
+            });
+        }
+    }
+}
+
+/// Whether an unfinished line may still become an announcement: a prefix
+/// of `PORT `/`EPRT ` from the client, of `227`/`229` from the server.
+fn could_be_announcement(dir: Dir, partial: &[u8]) -> bool {
+    if partial.is_empty() {
+        return false;
+    }
+    let verbs: &[&[u8]] = match dir {
+        Dir::ToServer => &[b"PORT ", b"EPRT "],
+        Dir::ToClient => &[b"227", b"229"],
+    };
+    verbs.iter().any(|verb| {
+        let n = partial.len().min(verb.len());
+        partial[..n].eq_ignore_ascii_case(&verb[..n])
+    })
 }
 
 /// A pinhole this session opened and that may still be live.
@@ -237,7 +270,7 @@ impl Engine {
             }
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
             flow.syn_seq = Some(seg.seq);
-            flow.to_server.lines.start_at(seg.seq.add(1));
+            flow.to_server.lines.start_at(seg.seq.offset(1));
             self.flows.insert(client, flow);
             debug!(%client, server = %seg.dst, "control session opened");
         }
@@ -315,6 +348,7 @@ impl Flow {
         let half = || Half {
             lines: LineAssembler::new(max_line),
             edits: StreamEdits::default(),
+            withholding: false,
         };
         Flow {
             control,
@@ -350,7 +384,7 @@ impl Flow {
         self.last_seen = now;
         let mut decision = Decision::accept();
         let payload = seg.payload(packet);
-        let data_seq = seg.seq.add(seg.flags.syn as i64);
+        let data_seq = seg.seq.offset(seg.flags.syn as i64);
         {
             let (this, _) = self.halves(dir);
             if seg.flags.syn && !this.lines.is_started() {
@@ -360,9 +394,11 @@ impl Flow {
                 this.lines.start_at(data_seq);
             }
         }
+        let mut send = payload;
         if !payload.is_empty() && self.control.is_parsing() {
             let mut lines: Vec<(SeqNum, Option<Vec<u8>>)> = Vec::new();
             let (this, _) = self.halves(dir);
+            let was_withholding = this.withholding;
             let position = this.lines.feed(data_seq, payload, |line| match line {
                 Line::Complete(at, bytes) => lines.push((at, Some(bytes.to_vec()))),
                 Line::Overlong => lines.push((data_seq, None)),
@@ -376,18 +412,53 @@ impl Flow {
                 decision.verdict = Verdict::Drop;
                 return decision;
             }
+            let continued = was_withholding && position == Position::InOrder;
+            let mut first = continued;
             for (at, line) in lines {
                 match line {
-                    Some(line) => self.on_line(now, dir, at, &line, shared, &mut decision),
+                    Some(line) => {
+                        self.on_line(now, dir, at, &line, shared, &mut decision);
+                        if std::mem::take(&mut first) {
+                            // The start of this line was held back: make
+                            // sure it goes out with this segment.
+                            self.halves(dir).0.cover(at, &line);
+                        }
+                    }
                     None => {
                         warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
                         self.control.give_up();
                     }
                 }
             }
+            let parsing = self.control.is_parsing();
+            let (this, _) = self.halves(dir);
+            let (start, partial) = this.lines.partial();
+            let candidate =
+                parsing && !seg.flags.fin && !seg.flags.rst && could_be_announcement(dir, partial);
+            if first && !candidate {
+                // Held back so far, but the line turned out harmless.
+                let partial = partial.to_vec();
+                this.cover(start, &partial);
+            }
+            if position == Position::InOrder {
+                this.withholding = candidate;
+            }
+            if this.withholding {
+                // RFC 9293 allows a sender to cut a line anywhere; an
+                // announcement cut in two cannot be rewritten once its
+                // first part has left. So the bytes of a line that may
+                // become one are held back until it completes.
+                let keep = start.diff(data_seq).clamp(0, payload.len() as i64) as usize;
+                send = &payload[..keep];
+                if send.is_empty() && !seg.flags.syn {
+                    debug!(client = %self.client, ?dir, "possible announcement split across segments: held back");
+                    decision.verdict = Verdict::Drop;
+                    return decision;
+                }
+            }
         }
         self.track_close(dir, seg, shared, &mut decision);
-        decision.verdict = self.fixup(dir, seg, data_seq, payload, packet);
+        decision.verdict = self.fixup(dir, seg, data_seq, send, packet);
         decision
     }
 
@@ -540,12 +611,13 @@ impl Flow {
         payload: &[u8],
         packet: &[u8],
     ) -> Verdict {
+        let truncated = payload.len() != seg.payload(packet).len();
         let (this, other) = self.halves(dir);
-        if this.edits.is_identity() && other.edits.is_identity() {
+        if this.edits.is_identity() && other.edits.is_identity() && !truncated {
             return Verdict::Accept;
         }
         let rendered = this.edits.render(data_seq, payload);
-        let seq = rendered.seq.add(-(seg.flags.syn as i64));
+        let seq = rendered.seq.offset(-(seg.flags.syn as i64));
         let ack = if seg.flags.ack {
             other.edits.to_original(seg.ack, false)
         } else {
@@ -566,16 +638,24 @@ impl Flow {
             .iter()
             .zip(&seg.sack)
             .any(|(new, old)| *new != Some(*old));
-        if seq == seg.seq && ack == seg.ack && rendered.payload.is_none() && !sack_changed {
+        if seq == seg.seq
+            && ack == seg.ack
+            && rendered.payload.is_none()
+            && !sack_changed
+            && !truncated
+        {
             return Verdict::Accept;
         }
+        let payload = rendered
+            .payload
+            .or_else(|| truncated.then(|| payload.to_vec()));
         Verdict::Replace(seg.rebuild(
             packet,
             &Fixup {
                 seq,
                 ack,
                 sack: sack_changed.then_some(sack),
-                payload: rendered.payload,
+                payload,
             },
         ))
     }

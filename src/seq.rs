@@ -19,7 +19,7 @@ pub struct SeqNum(pub u32);
 
 impl SeqNum {
     /// `self + n`, wrapping.
-    pub fn add(self, n: i64) -> SeqNum {
+    pub fn offset(self, n: i64) -> SeqNum {
         SeqNum(self.0.wrapping_add(n as u32))
     }
 
@@ -48,7 +48,7 @@ pub struct Edit {
 
 impl Edit {
     fn end(&self) -> SeqNum {
-        self.at.add(self.old_len as i64)
+        self.at.offset(self.old_len as i64)
     }
 
     fn delta(&self) -> i64 {
@@ -89,6 +89,11 @@ impl StreamEdits {
         self.folded_delta + self.edits.iter().map(Edit::delta).sum::<i64>()
     }
 
+    /// Original start of the most recent edit.
+    pub fn last_start(&self) -> Option<SeqNum> {
+        self.edits.back().map(|e| e.at)
+    }
+
     /// Records a replacement. Edits must arrive in stream order and must not
     /// overlap; an edit that breaks this is ignored and `false` returned.
     pub fn push(&mut self, edit: Edit) -> bool {
@@ -117,11 +122,11 @@ impl StreamEdits {
             if seq.before(edit.end()) {
                 // Inside the replaced bytes: there is no byte-for-byte
                 // correspondence, so point at the start of the replacement.
-                return edit.at.add(delta);
+                return edit.at.offset(delta);
             }
             delta += edit.delta();
         }
-        seq.add(delta)
+        seq.offset(delta)
     }
 
     /// Maps a wire sequence number (an acknowledgement or SACK edge sent by
@@ -132,8 +137,8 @@ impl StreamEdits {
     pub fn to_original(&self, wire: SeqNum, round_up: bool) -> SeqNum {
         let mut delta = self.folded_delta;
         for edit in &self.edits {
-            let wire_start = edit.at.add(delta);
-            let wire_end = wire_start.add(edit.new.len() as i64);
+            let wire_start = edit.at.offset(delta);
+            let wire_end = wire_start.offset(edit.new.len() as i64);
             if !wire_start.before(wire) {
                 break;
             }
@@ -142,7 +147,7 @@ impl StreamEdits {
             }
             delta += edit.delta();
         }
-        wire.add(-delta)
+        wire.offset(-delta)
     }
 
     /// Renders a segment of original bytes `payload` starting at original
@@ -150,7 +155,7 @@ impl StreamEdits {
     /// touches is emitted whole, even if the segment holds only part of the
     /// replaced bytes, so all copies of a span carry identical bytes.
     pub fn render(&self, seq: SeqNum, payload: &[u8]) -> Rendered {
-        let end = seq.add(payload.len() as i64);
+        let end = seq.offset(payload.len() as i64);
         let touched: Vec<&Edit> = self
             .edits
             .iter()
@@ -202,7 +207,7 @@ mod tests {
 
     #[test]
     fn seq_wraps() {
-        assert_eq!(SeqNum(u32::MAX).add(2), SeqNum(1));
+        assert_eq!(SeqNum(u32::MAX).offset(2), SeqNum(1));
         assert_eq!(SeqNum(1).diff(SeqNum(u32::MAX)), 2);
         assert!(SeqNum(u32::MAX).before(SeqNum(0)));
     }

@@ -87,7 +87,7 @@ impl LineAssembler {
         let Some(next) = self.next else {
             return Position::Gap;
         };
-        let end = seq.add(payload.len() as i64);
+        let end = seq.offset(payload.len() as i64);
         if !next.before(end) {
             return Position::Old;
         }
@@ -100,7 +100,7 @@ impl LineAssembler {
             if self.line.is_empty() && !self.overlong {
                 self.line_start = pos;
             }
-            pos = pos.add(chunk.len() as i64);
+            pos = pos.offset(chunk.len() as i64);
             let complete = chunk.last() == Some(&b'\n');
             if !self.overlong {
                 if self.line.len() + chunk.len() > self.max_line {

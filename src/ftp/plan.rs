@@ -22,8 +22,8 @@ pub struct Endpoints {
     pub server_real: SocketAddr,
 }
 
-/// Validation switches. The defaults are the safe ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Validation switches. The defaults (all off) are the safe ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Accept data ports below 1024 (refused by default: a pinhole to a
     /// privileged port is how FTP bounce attacks reach other services).
@@ -32,15 +32,6 @@ pub struct Policy {
     /// peer's own (third-party transfers, RFC 959 §2.3; off by default,
     /// RFC 2577 §3 explains the bounce attack).
     pub allow_third_party: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            allow_privileged_ports: false,
-            allow_third_party: false,
-        }
-    }
 }
 
 /// Why an announcement opens nothing.

@@ -1,0 +1,291 @@
+//! Scripted control sessions through the engine (no root): exact bytes
+//! each side receives, pinholes opened and closed.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use ftp_alg::pinhole::Pinhole;
+use support::{Side, Sim};
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Plays a dialogue; each message is sent whole.
+fn play(sim: &mut Sim, dialogue: &[(Side, &str)]) {
+    sim.handshake();
+    for (side, text) in dialogue {
+        sim.send(*side, text.as_bytes(), &[]);
+    }
+}
+
+fn snat_sim(client: &str, public: &str) -> Sim {
+    Sim::new(
+        &format!("{client}:40000"),
+        &format!("{public}:40000"),
+        "203.0.113.10:21",
+        "203.0.113.10:21",
+    )
+}
+
+#[test]
+fn port_behind_snat_lengthens() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "USER a\r\n"),
+            (Side::Server, "331 ok\r\n"),
+            (Side::Client, "PORT 198,51,100,2,195,80\r\n"),
+            (Side::Server, "200 PORT ok\r\n"),
+            (Side::Client, "NOOP\r\n"),
+            (Side::Server, "200 NOOP ok\r\n"),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Client),
+        b"USER a\r\nPORT 203,0,113,254,195,80\r\nNOOP\r\n"
+    );
+    assert_eq!(
+        sim.received(Side::Server),
+        b"220 hi\r\n331 ok\r\n200 PORT ok\r\n200 NOOP ok\r\n"
+    );
+    assert_eq!(
+        sim.opened,
+        vec![Pinhole {
+            src: "203.0.113.10".parse().unwrap(),
+            dst: "203.0.113.254".parse().unwrap(),
+            dport: 50000,
+            dnat: Some(sa("198.51.100.2:50000")),
+        }]
+    );
+    sim.close();
+    assert_eq!(sim.closed, sim.opened, "pinholes closed with the session");
+}
+
+#[test]
+fn eprt_behind_snat_shortens() {
+    let mut sim = snat_sim("198.51.100.222", "203.0.113.1");
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "EPRT |1|198.51.100.222|50001|\r\n"),
+            (Side::Server, "200 ok\r\n"),
+            (Side::Client, "PORT 198,51,100,222,195,82\r\n"),
+            (Side::Server, "200 ok\r\n"),
+            (Side::Client, "NOOP\r\n"),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Client),
+        b"EPRT |1|203.0.113.1|50001|\r\nPORT 203,0,113,1,195,82\r\nNOOP\r\n"
+    );
+    assert_eq!(sim.opened.len(), 2);
+    assert_eq!(sim.opened[1].dnat, Some(sa("198.51.100.222:50002")));
+}
+
+fn dnat_sim() -> Sim {
+    Sim::new(
+        "203.0.113.20:40000",
+        "203.0.113.20:40000",
+        "203.0.113.1:21",
+        "192.0.2.10:21",
+    )
+}
+
+#[test]
+fn pasv_227_behind_dnat() {
+    let mut sim = dnat_sim();
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PASV\r\n"),
+            (
+                Side::Server,
+                "227 Entering Passive Mode (192,0,2,10,39,16).\r\n",
+            ),
+            (Side::Client, "NOOP\r\n"),
+            (Side::Server, "200 ok\r\n"),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Server),
+        b"220 hi\r\n227 Entering Passive Mode (203,0,113,1,39,16).\r\n200 ok\r\n"
+    );
+    assert_eq!(sim.received(Side::Client), b"PASV\r\nNOOP\r\n");
+    assert_eq!(
+        sim.opened,
+        vec![Pinhole {
+            src: "203.0.113.20".parse().unwrap(),
+            dst: "203.0.113.1".parse().unwrap(),
+            dport: 10000,
+            dnat: Some(sa("192.0.2.10:10000")),
+        }]
+    );
+}
+
+#[test]
+fn epsv_229_behind_dnat_opens_without_rewrite() {
+    let mut sim = dnat_sim();
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "EPSV\r\n"),
+            (
+                Side::Server,
+                "229 Entering Extended Passive Mode (|||10001|)\r\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Server),
+        b"220 hi\r\n229 Entering Extended Passive Mode (|||10001|)\r\n"
+    );
+    assert_eq!(sim.opened[0].dnat, Some(sa("192.0.2.10:10001")));
+}
+
+#[test]
+fn ipv6_eprt_without_nat() {
+    let c = "[2001:db8:1::2]:40000";
+    let s = "[2001:db8:2::10]:21";
+    let mut sim = Sim::new(c, c, s, s);
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "EPRT |2|2001:db8:1::2|50000|\r\n"),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Client),
+        b"EPRT |2|2001:db8:1::2|50000|\r\n"
+    );
+    assert_eq!(
+        sim.opened,
+        vec![Pinhole {
+            src: "2001:db8:2::10".parse().unwrap(),
+            dst: "2001:db8:1::2".parse().unwrap(),
+            dport: 50000,
+            dnat: None,
+        }]
+    );
+}
+
+#[test]
+fn rewrites_in_both_directions_keep_both_streams_exact() {
+    // Client behind SNAT talking to a server behind DNAT: PORT and 227 are
+    // both rewritten, with opposite length changes, several times.
+    let mut sim = Sim::new(
+        "198.51.100.2:40000",
+        "203.0.113.254:40000",
+        "203.0.113.1:21",
+        "192.0.2.10:21",
+    );
+    let mut client_expect = Vec::new();
+    let mut server_expect = b"220 hi\r\n".to_vec();
+    sim.handshake();
+    sim.send(Side::Server, b"220 hi\r\n", &[]);
+    for i in 0..5u16 {
+        let port = 50000 + i;
+        let [p1, p2] = port.to_be_bytes();
+        sim.send(
+            Side::Client,
+            format!("PORT 198,51,100,2,{p1},{p2}\r\n").as_bytes(),
+            &[],
+        );
+        client_expect.extend_from_slice(format!("PORT 203,0,113,254,{p1},{p2}\r\n").as_bytes());
+        sim.send(Side::Server, b"200 ok\r\n", &[]);
+        server_expect.extend_from_slice(b"200 ok\r\n");
+        sim.send(Side::Client, b"PASV\r\n", &[]);
+        client_expect.extend_from_slice(b"PASV\r\n");
+        sim.send(
+            Side::Server,
+            format!("227 Entering Passive Mode (192,0,2,10,{p1},{p2})\r\n").as_bytes(),
+            &[],
+        );
+        server_expect.extend_from_slice(
+            format!("227 Entering Passive Mode (203,0,113,1,{p1},{p2})\r\n").as_bytes(),
+        );
+    }
+    assert_eq!(sim.received(Side::Client), client_expect);
+    assert_eq!(sim.received(Side::Server), server_expect);
+    assert_eq!(sim.opened.len(), 10);
+}
+
+#[test]
+fn unsolicited_227_and_bounce_open_nothing() {
+    let mut sim = dnat_sim();
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (
+                Side::Server,
+                "227 Entering Passive Mode (192,0,2,10,39,16).\r\n",
+            ),
+            (Side::Client, "PORT 192,0,2,99,195,80\r\n"),
+            (Side::Client, "PORT 203,0,113,20,0,25\r\n"),
+        ],
+    );
+    assert!(sim.opened.is_empty(), "{:?}", sim.opened);
+    // Refused lines are forwarded untouched.
+    assert_eq!(
+        sim.received(Side::Server),
+        b"220 hi\r\n227 Entering Passive Mode (192,0,2,10,39,16).\r\n"
+    );
+}
+
+#[test]
+fn client_speaking_first_never_opens() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    play(
+        &mut sim,
+        &[
+            (Side::Client, "GET / HTTP/1.1\r\n"),
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PORT 198,51,100,2,195,80\r\n"),
+        ],
+    );
+    assert!(sim.opened.is_empty());
+    assert_eq!(
+        sim.received(Side::Client),
+        b"GET / HTTP/1.1\r\nPORT 198,51,100,2,195,80\r\n"
+    );
+}
+
+#[test]
+fn announcement_split_at_every_position_is_rewritten() {
+    let port = "PORT 198,51,100,2,195,80\r\n";
+    for cut in 1..port.len() {
+        let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+        sim.handshake();
+        sim.send(Side::Server, b"220 hi\r\n", &[]);
+        let text = format!("NOOP\r\n{port}NOOP\r\n");
+        sim.send(Side::Client, text.as_bytes(), &[6 + cut]);
+        assert_eq!(
+            sim.received(Side::Client),
+            b"NOOP\r\nPORT 203,0,113,254,195,80\r\nNOOP\r\n",
+            "cut at {cut}"
+        );
+        assert_eq!(sim.opened.len(), 1, "cut at {cut}");
+    }
+    let reply = "227 Entering Passive Mode (192,0,2,10,39,16).\r\n";
+    for cut in 1..reply.len() {
+        let mut sim = dnat_sim();
+        sim.handshake();
+        sim.send(Side::Server, b"220 hi\r\n", &[]);
+        sim.send(Side::Client, b"PASV\r\n", &[]);
+        sim.send(Side::Server, reply.as_bytes(), &[cut]);
+        assert_eq!(
+            sim.received(Side::Server),
+            b"220 hi\r\n227 Entering Passive Mode (203,0,113,1,39,16).\r\n",
+            "cut at {cut}"
+        );
+        assert_eq!(sim.opened.len(), 1, "cut at {cut}");
+    }
+}

@@ -1,0 +1,319 @@
+//! A simulated control connection through the engine: two TCP peers that
+//! send lines cut into chosen segments, retransmit what was not
+//! acknowledged, and reassemble what they receive by sequence number.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome, Verdict};
+use ftp_alg::packet::TcpSegment;
+use ftp_alg::pinhole::Pinhole;
+
+/// Which side sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// One direction's sender and receiver state.
+#[derive(Default)]
+struct Stream {
+    /// Sender's initial sequence number.
+    isn: u32,
+    /// Everything the sender wrote, in order.
+    written: Vec<u8>,
+    /// Original-space offset the sender believes acknowledged.
+    acked: usize,
+    /// Bytes the receiver got, by wire offset from isn + 1.
+    received: BTreeMap<u32, u8>,
+}
+
+impl Stream {
+    /// Receiver's contiguous wire offset.
+    fn rcv_next(&self) -> u32 {
+        let mut n = 0;
+        while self.received.contains_key(&n) {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The simulated session.
+pub struct Sim {
+    pub engine: Engine,
+    pub now: Instant,
+    /// The client's own address.
+    pub client: SocketAddr,
+    /// The server as the client addresses it.
+    pub server_public: SocketAddr,
+    /// The server's own address.
+    pub server_real: SocketAddr,
+    /// The client as the server sees it.
+    pub client_public: SocketAddr,
+    c2s: Stream,
+    s2c: Stream,
+    /// Pinholes opened, in order.
+    pub opened: Vec<Pinhole>,
+    /// Pinholes closed, in order.
+    pub closed: Vec<Pinhole>,
+    /// Packets the engine dropped.
+    pub dropped: usize,
+}
+
+impl Sim {
+    /// A session between `client` and `server_public`, translated to
+    /// `client_public` / `server_real` by the gateway.
+    pub fn new(client: &str, client_public: &str, server_public: &str, server_real: &str) -> Sim {
+        Sim::with_config(
+            client,
+            client_public,
+            server_public,
+            server_real,
+            EngineConfig::default(),
+        )
+    }
+
+    /// Same, with engine settings.
+    pub fn with_config(
+        client: &str,
+        client_public: &str,
+        server_public: &str,
+        server_real: &str,
+        cfg: EngineConfig,
+    ) -> Sim {
+        Sim {
+            engine: Engine::new(cfg),
+            now: Instant::now(),
+            client: client.parse().unwrap(),
+            server_public: server_public.parse().unwrap(),
+            server_real: server_real.parse().unwrap(),
+            client_public: client_public.parse().unwrap(),
+            c2s: Stream {
+                isn: 0xffff_ff00, // wraps during the session on purpose
+                ..Stream::default()
+            },
+            s2c: Stream {
+                isn: 1_000_000,
+                ..Stream::default()
+            },
+            opened: Vec::new(),
+            closed: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn stream(&mut self, side: Side) -> &mut Stream {
+        match side {
+            Side::Client => &mut self.c2s,
+            Side::Server => &mut self.s2c,
+        }
+    }
+
+    /// Addresses of a packet from `side` at the hook where it is queued.
+    fn addrs(&self, side: Side) -> (SocketAddr, SocketAddr) {
+        match side {
+            Side::Client => (self.client, self.server_public),
+            Side::Server => (self.server_real, self.client),
+        }
+    }
+
+    fn packet(
+        &self,
+        side: Side,
+        seq: u32,
+        ack: Option<u32>,
+        syn: bool,
+        fin: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (src, dst) = self.addrs(side);
+        let b = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("mixed families"),
+        };
+        let mut t = b.tcp(src.port(), dst.port(), seq, 64000);
+        if let Some(a) = ack {
+            t = t.ack(a);
+        }
+        if syn {
+            t = t.syn();
+        }
+        if fin {
+            t = t.fin();
+        }
+        let mut out = Vec::new();
+        t.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Runs one packet through the engine, answering NAT questions like
+    /// conntrack would. Returns the packet as forwarded, if it was.
+    fn through(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        for _ in 0..2 {
+            match self.engine.handle(self.now, &packet) {
+                Outcome::NeedNat { src, dst } => {
+                    assert_eq!(
+                        (src, dst),
+                        (self.client, self.server_public),
+                        "NAT asked for the original tuple"
+                    );
+                    let m = NatMapping {
+                        client_public: self.client_public,
+                        server_real: self.server_real,
+                    };
+                    self.engine.set_nat(src, Some(m));
+                }
+                Outcome::Done(d) => {
+                    self.closed.extend(d.close);
+                    self.opened.extend(d.open);
+                    return match d.verdict {
+                        Verdict::Accept => Some(packet),
+                        Verdict::Replace(p) => Some(p),
+                        Verdict::Drop => {
+                            self.dropped += 1;
+                            None
+                        }
+                    };
+                }
+            }
+        }
+        panic!("engine asked for NAT twice");
+    }
+
+    /// Three-way handshake.
+    pub fn handshake(&mut self) {
+        let (ci, si) = (self.c2s.isn, self.s2c.isn);
+        let syn = self.packet(Side::Client, ci, None, true, false, b"");
+        assert!(self.through(syn).is_some());
+        let synack = self.packet(Side::Server, si, Some(ci.wrapping_add(1)), true, false, b"");
+        assert!(self.through(synack).is_some());
+        let ack = self.packet(
+            Side::Client,
+            ci.wrapping_add(1),
+            Some(si.wrapping_add(1)),
+            false,
+            false,
+            b"",
+        );
+        assert!(self.through(ack).is_some());
+    }
+
+    /// The ACK number `side` puts on its packets: what it received (wire).
+    fn my_ack(&self, side: Side) -> u32 {
+        let other = match side {
+            Side::Client => &self.s2c,
+            Side::Server => &self.c2s,
+        };
+        other.isn.wrapping_add(1).wrapping_add(other.rcv_next())
+    }
+
+    /// Sends original bytes `[from, to)` of `side`'s stream as one segment.
+    pub fn send_range(&mut self, side: Side, from: usize, to: usize) {
+        let s = self.stream(side);
+        let seq = s.isn.wrapping_add(1).wrapping_add(from as u32);
+        let data = s.written[from..to].to_vec();
+        let ack = self.my_ack(side);
+        let p = self.packet(side, seq, Some(ack), false, false, &data);
+        if let Some(out) = self.through(p) {
+            let seg = TcpSegment::parse(&out).expect("engine output parses");
+            let payload = seg.payload(&out).to_vec();
+            let s = self.stream(side);
+            let off = seg.seq.0.wrapping_sub(s.isn.wrapping_add(1));
+            for (i, b) in payload.iter().enumerate() {
+                let at = off.wrapping_add(i as u32);
+                if let Some(old) = s.received.insert(at, *b) {
+                    assert_eq!(old, *b, "byte at wire offset {at} changed between copies");
+                }
+            }
+        }
+    }
+
+    /// The receiver of `side`'s stream acknowledges; the sender learns the
+    /// acknowledgement as the engine maps it back.
+    pub fn acknowledge(&mut self, side: Side) {
+        let receiver = match side {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        };
+        let seq = {
+            let r = self.stream(receiver);
+            r.isn.wrapping_add(1).wrapping_add(r.written.len() as u32)
+        };
+        let ack = self.my_ack(receiver);
+        let p = self.packet(receiver, seq, Some(ack), false, false, b"");
+        let out = self.through(p).expect("pure ACKs are never dropped");
+        let seg = TcpSegment::parse(&out).unwrap();
+        let s = self.stream(side);
+        let acked = seg.ack.0.wrapping_sub(s.isn.wrapping_add(1)) as usize;
+        assert!(
+            acked <= s.written.len(),
+            "ACK beyond what was sent: {acked}"
+        );
+        s.acked = s.acked.max(acked);
+    }
+
+    /// Writes `data` from `side`, cut at `cuts` (offsets into `data`), then
+    /// acknowledges and retransmits until everything is acknowledged.
+    pub fn send(&mut self, side: Side, data: &[u8], cuts: &[usize]) {
+        let start = self.stream(side).written.len();
+        self.stream(side).written.extend_from_slice(data);
+        let mut bounds: Vec<usize> = cuts
+            .iter()
+            .copied()
+            .filter(|&c| c > 0 && c < data.len())
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut from = 0;
+        for to in bounds.into_iter().chain([data.len()]) {
+            self.send_range(side, start + from, start + to);
+            from = to;
+        }
+        self.settle(side);
+    }
+
+    /// Acknowledges and retransmits the unacknowledged rest (as one
+    /// segment, as a sender's retransmission timer would) until done.
+    pub fn settle(&mut self, side: Side) {
+        for _ in 0..8 {
+            self.acknowledge(side);
+            let (acked, len) = {
+                let s = self.stream(side);
+                (s.acked, s.written.len())
+            };
+            if acked == len {
+                return;
+            }
+            self.now += Duration::from_millis(200);
+            self.send_range(side, acked, len);
+        }
+        panic!("{side:?} stream never fully acknowledged");
+    }
+
+    /// The bytes the receiver of `side`'s stream got, contiguous part.
+    pub fn received(&self, side: Side) -> Vec<u8> {
+        let s = match side {
+            Side::Client => &self.c2s,
+            Side::Server => &self.s2c,
+        };
+        (0..s.rcv_next()).map(|i| s.received[&i]).collect()
+    }
+
+    /// FIN from both sides.
+    pub fn close(&mut self) {
+        for side in [Side::Client, Side::Server] {
+            let s = self.stream(side);
+            let seq = s.isn.wrapping_add(1).wrapping_add(s.written.len() as u32);
+            let ack = self.my_ack(side);
+            let p = self.packet(side, seq, Some(ack), false, true, b"");
+            self.through(p);
+        }
+    }
+}

@@ -262,6 +262,19 @@ impl Sim {
     /// Writes `data` from `side`, cut at `cuts` (offsets into `data`), then
     /// acknowledges and retransmits until everything is acknowledged.
     pub fn send(&mut self, side: Side, data: &[u8], cuts: &[usize]) {
+        self.send_with_retransmissions(side, data, cuts, &[]);
+    }
+
+    /// Like [`Sim::send`], and also sends again the byte ranges `resend`
+    /// (offsets into `data`, clamped) right after the first copies, as a
+    /// sender that retransmits early, re-cut, would.
+    pub fn send_with_retransmissions(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        cuts: &[usize],
+        resend: &[(usize, usize)],
+    ) {
         let start = self.stream(side).written.len();
         self.stream(side).written.extend_from_slice(data);
         let mut bounds: Vec<usize> = cuts
@@ -275,6 +288,12 @@ impl Sim {
         for to in bounds.into_iter().chain([data.len()]) {
             self.send_range(side, start + from, start + to);
             from = to;
+        }
+        for &(a, b) in resend {
+            let (a, b) = (a.min(data.len()), b.min(data.len()));
+            if a < b {
+                self.send_range(side, start + a, start + b);
+            }
         }
         self.settle(side);
     }

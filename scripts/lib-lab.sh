@@ -174,7 +174,7 @@ ftpd_banner=ftp-alg lab $name
 EOF
     } >"$conf"
     chmod 600 "$conf"
-    nsx "$ns" vsftpd "$conf" </dev/null >"$LAB_STATE/vsftpd-$name.out" 2>&1 &
+    ip netns exec "$ns" vsftpd "$conf" </dev/null >"$LAB_STATE/vsftpd-$name.out" 2>&1 &
     local pid=$!
     lab_record "vsftpd-$name" "$pid"
 }
@@ -377,7 +377,7 @@ lab_down() {
 # ------------------------------------------------------------- tcpdump ---
 
 lab_pcap_start() {
-    nsx "$NS_GW" timeout 1800 tcpdump -i any -n -U -s 256 -c 2000000 -w "$LAB_LOGS/gw.pcap" \
+    ip netns exec "$NS_GW" timeout 1800 tcpdump -i any -n -U -s 256 -c 2000000 -w "$LAB_LOGS/gw.pcap" \
         'tcp or icmp or icmp6' >"$LAB_LOGS/tcpdump.out" 2>&1 &
     PCAP_PID=$!
     PCAP_ON=1
@@ -404,7 +404,7 @@ alg_start() {
     : >"$out"
     : >"$err"
     # shellcheck disable=SC2086
-    nsx "$NS_GW" env RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run} </dev/null >"$out" 2>"$err" &
+    ip netns exec "$NS_GW" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run} </dev/null >"$out" 2>"$err" &
     ALG_PID=$!
     lab_record ftp-alg "$ALG_PID"
     for ((i = 0; i < ${ALG_READY_TIMEOUT:-15} * 10; i++)); do
@@ -448,7 +448,7 @@ alg_stop() {
     ALG_PID=
 }
 
-lab_ruleset() { nsx "$NS_GW" nft -s list ruleset; }
+lab_ruleset() { nsx "$NS_GW" nft -s list ruleset 2>/dev/null; }
 
 # invalid_count 4|6 CHAIN: packets counted by the INVALID drop rule.
 invalid_count() {
@@ -689,7 +689,7 @@ matrix_mode() {
             extra+=("ruleset after SIGTERM: identical to before")
         else
             extra+=("ruleset after SIGTERM DIFFERS from before:")
-            extra+=("$(diff -u "$LAB_LOGS/ruleset-before-alg.txt" "$LAB_LOGS/ruleset-after-alg.txt" | head -n 40)")
+            extra+=("$({ diff -u "$LAB_LOGS/ruleset-before-alg.txt" "$LAB_LOGS/ruleset-after-alg.txt" || true; } | head -n 40)")
             bad=$((bad + 1))
         fi
         MODE_BAD[alg]=$bad
@@ -732,11 +732,16 @@ matrix_report() {
     done
     printf '\n'
     for m in "${modes[@]}"; do
-        local n=0 pass=0
+        local n=0 pass=0 cn=0 cpass=0
         for row in "${MATRIX_ROWS[@]}"; do
             [[ -n ${RES["$m|$row"]:-} ]] || continue
-            n=$((n + 1))
-            [[ ${RES["$m|$row"]} == pass ]] && pass=$((pass + 1))
+            if [[ $row == *"|control" ]]; then
+                cn=$((cn + 1))
+                [[ ${RES["$m|$row"]} == pass ]] && cpass=$((cpass + 1))
+            else
+                n=$((n + 1))
+                [[ ${RES["$m|$row"]} == pass ]] && pass=$((pass + 1))
+            fi
         done
         local verdict=OK
         if [[ ${MODE_BAD[$m]:-0} != 0 ]]; then
@@ -744,8 +749,13 @@ matrix_report() {
             ok=1
         fi
         [[ $m == kernel && ${MODE_BAD[$m]:-0} == 0 ]] && verdict="reference only"
-        printf '\nmode %s: %d/%d transfers passed -- %s\n' "$m" "$pass" "$n" "$verdict"
+        printf '\nmode %s: %d/%d data transfers passed (control-only checks %d/%d) -- %s\n' \
+            "$m" "$pass" "$n" "$cpass" "$cn" "$verdict"
         if [[ -n ${MODE_NOTE[$m]:-} ]]; then printf '%s\n' "${MODE_NOTE[$m]}" | sed 's/^/  /'; fi
+        if [[ $m == alg && ${MODE_BAD[$m]:-0} != 0 && -f $LAB_LOGS/alg-alg.stderr ]]; then
+            printf '  ftp-alg stderr, last 40 lines (%s):\n' "$LAB_LOGS/alg-alg.stderr"
+            tail -n 40 "$LAB_LOGS/alg-alg.stderr" | sed 's/^/    | /'
+        fi
         # Details of unexpected results.
         for row in "${MATRIX_ROWS[@]}"; do
             got=${RES["$m|$row"]:-}

@@ -44,6 +44,13 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// How long a closed session is kept to fix up late retransmissions.
     pub linger: Duration,
+    /// A session the server never answered is forgotten after this long
+    /// (conntrack keeps SYN_SENT for 120 s).
+    pub handshake_timeout: Duration,
+    /// Most sessions tracked at once; beyond it new control connections
+    /// are forwarded untouched (and get no help), so a flood of SYNs to
+    /// port 21 cannot exhaust memory.
+    pub max_sessions: usize,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +63,8 @@ impl Default for EngineConfig {
             max_pinholes_per_session: 2,
             idle_timeout: Duration::from_secs(2 * 3600),
             linger: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(120),
+            max_sessions: 262_144,
         }
     }
 }
@@ -183,6 +192,8 @@ struct Flow {
     syn_seq: Option<SeqNum>,
     pinholes: VecDeque<LivePinhole>,
     last_seen: Instant,
+    /// The server side has sent something: the connection is real.
+    answered: bool,
     fin_from_client: bool,
     fin_from_server: bool,
     closed_at: Option<Instant>,
@@ -268,6 +279,13 @@ impl Engine {
             if let Some(old) = self.flows.remove(&client) {
                 close.extend(self.release_all(old));
             }
+            if self.flows.len() >= self.cfg.max_sessions {
+                warn!(%client, "session table full; control connection not followed");
+                return Outcome::Done(Decision {
+                    close,
+                    ..Decision::accept()
+                });
+            }
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
             flow.syn_seq = Some(seg.seq);
             flow.to_server.lines.start_at(seg.seq.offset(1));
@@ -276,6 +294,10 @@ impl Engine {
         }
         if !self.flows.contains_key(&client) {
             if seg.flags.rst {
+                return Outcome::Done(Decision::accept());
+            }
+            if self.flows.len() >= self.cfg.max_sessions {
+                warn!(%client, "session table full; control connection not followed");
                 return Outcome::Done(Decision::accept());
             }
             // Picked up mid-stream (e.g. after a restart): follow it, but
@@ -307,13 +329,17 @@ impl Engine {
     /// Returns the pinholes to remove. Call it about once a second.
     pub fn poll(&mut self, now: Instant) -> Vec<Pinhole> {
         let mut close = Vec::new();
-        let (idle, linger) = (self.cfg.idle_timeout, self.cfg.linger);
+        let cfg = &self.cfg;
         let gone: Vec<SocketAddr> = self
             .flows
             .iter()
-            .filter(|(_, f)| match f.closed_at {
-                Some(t) => now.saturating_duration_since(t) >= linger,
-                None => now.saturating_duration_since(f.last_seen) >= idle,
+            .filter(|(_, f)| {
+                let idle = now.saturating_duration_since(f.last_seen);
+                match f.closed_at {
+                    Some(t) => now.saturating_duration_since(t) >= cfg.linger,
+                    None if !f.answered => idle >= cfg.handshake_timeout,
+                    None => idle >= cfg.idle_timeout,
+                }
             })
             .map(|(k, _)| *k)
             .collect();
@@ -360,6 +386,7 @@ impl Flow {
             syn_seq: None,
             pinholes: VecDeque::new(),
             last_seen: now,
+            answered: false,
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
@@ -382,6 +409,7 @@ impl Flow {
         shared: &mut Shared<'_>,
     ) -> Decision {
         self.last_seen = now;
+        self.answered |= dir == Dir::ToClient;
         let mut decision = Decision::accept();
         let payload = seg.payload(packet);
         let data_seq = seg.seq.offset(seg.flags.syn as i64);

@@ -62,7 +62,7 @@ impl Worker {
         let mut next_poll = Instant::now() + TICK;
         while !stop.load(Ordering::SeqCst) {
             match self.queue.recv() {
-                Ok(msg) => self.process(msg)?,
+                Ok(msg) => self.process(msg),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     warn!("queue overrun: the kernel dropped control packets (they will be retransmitted)")
@@ -80,7 +80,7 @@ impl Worker {
         Ok(())
     }
 
-    fn process(&mut self, mut msg: nfq::Message) -> io::Result<()> {
+    fn process(&mut self, mut msg: nfq::Message) {
         let now = Instant::now();
         let decision = self.decide(now, msg.get_payload());
         for p in &decision.close {
@@ -101,7 +101,12 @@ impl Worker {
             }
             Verdict::Drop => msg.set_verdict(nfq::Verdict::Drop),
         }
-        self.queue.verdict(msg)
+        // A failed verdict loses this one packet (the kernel drops it after
+        // its queue timeout and the sender retransmits); a broken socket
+        // shows up in the next recv, which ends the loop.
+        if let Err(e) = self.queue.verdict(msg) {
+            error!(error = %e, "verdict not accepted by the kernel");
+        }
     }
 
     fn decide(&mut self, now: Instant, packet: &[u8]) -> Decision {

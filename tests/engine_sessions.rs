@@ -289,3 +289,35 @@ fn announcement_split_at_every_position_is_rewritten() {
         assert_eq!(sim.opened.len(), 1, "cut at {cut}");
     }
 }
+
+#[test]
+fn unanswered_syns_expire_and_the_table_is_bounded() {
+    use ftp_alg::engine::EngineConfig;
+    use std::time::Duration;
+    let cfg = EngineConfig {
+        max_sessions: 3,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(
+        "198.51.100.2:40000",
+        "198.51.100.2:40000",
+        "203.0.113.10:21",
+        "203.0.113.10:21",
+        cfg,
+    );
+    let now = sim.now;
+    for port in 0..10u16 {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 10], 64)
+            .tcp(30000 + port, 21, 1, 1000)
+            .syn()
+            .write(&mut p, b"")
+            .unwrap();
+        let _ = sim.engine.handle(now, &p);
+    }
+    assert_eq!(sim.engine.session_count(), 3, "bounded by max_sessions");
+    sim.engine.poll(now + Duration::from_secs(119));
+    assert_eq!(sim.engine.session_count(), 3);
+    sim.engine.poll(now + Duration::from_secs(121));
+    assert_eq!(sim.engine.session_count(), 0, "unanswered SYNs forgotten");
+}

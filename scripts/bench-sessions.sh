@@ -28,7 +28,6 @@ BATCH=${BATCH:-10}
 ((ROUNDS >= 1 && ROUNDS <= 1000 && BATCH >= 1 && BATCH <= 1000)) || lab_die "ROUNDS/BATCH out of range 1..1000"
 
 lab_names "$$"
-LAB_OWNED=1
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -52,6 +51,7 @@ mkdir -p "$RES_DIR"
 batch() {
     local mode=$1 kind=$2 opts=""
     [[ $kind == eprt ]] && opts="-P -"
+    # shellcheck disable=SC2016
     nsx "$NS_CL" env HOME="$LAB_STATE/home" N="$BATCH" OPTS="$opts" bash -c '
         for ((i = 0; i < N; i++)); do
             s=$(date +%s%N)
@@ -68,11 +68,8 @@ batch() {
 }
 
 warmup() {
-    local kind
-    for kind in epsv eprt; do
-        nsx "$NS_CL" timeout 15 curl -q -sS --connect-timeout 3 -m 10 \
-            $([[ $kind == eprt ]] && echo "-P -") -o /dev/null ftp://203.0.113.10/small.bin || true
-    done
+    nsx "$NS_CL" timeout 15 curl -q -sS --connect-timeout 3 -m 10 -o /dev/null ftp://203.0.113.10/small.bin || true
+    nsx "$NS_CL" timeout 15 curl -q -sS --connect-timeout 3 -m 10 -P - -o /dev/null ftp://203.0.113.10/small.bin || true
 }
 
 lab_log "benchmark: $ROUNDS rounds x $BATCH sessions, per mode (alg, kernel) and kind (epsv, eprt)"

@@ -36,7 +36,7 @@ cmd=${1:-}
 shift
 
 id=${LAB_ID:-}
-modes=alg
+mode_arg=alg
 pcap=${LAB_PCAP:-0}
 rest=()
 while (($#)); do
@@ -46,11 +46,11 @@ while (($#)); do
         shift 2
         ;;
     --mode)
-        modes=${2:?--mode needs a value}
+        mode_arg=${2:?--mode needs a value}
         shift 2
         ;;
     --mode=*)
-        modes=${1#--mode=}
+        mode_arg=${1#--mode=}
         shift
         ;;
     --pcap)
@@ -126,7 +126,7 @@ status)
     fi
     ;;
 matrix)
-    IFS=',' read -r -a mode_list <<<"$modes"
+    IFS=',' read -r -a mode_list <<<"$mode_arg"
     for m in "${mode_list[@]}"; do
         case $m in alg | none | kernel) ;; *) lab_die "unknown mode '$m' (alg|none|kernel)" ;; esac
     done

@@ -42,11 +42,9 @@ deps_ensure() {
     (
         set -e
         prc=/usr/sbin/policy-rc.d
-        created=0
         if [[ ! -e $prc ]]; then
             printf '#!/bin/sh\n# temporary, from ftp-alg scripts/lib-deps.sh\nexit 101\n' >"$prc"
             chmod 755 "$prc"
-            created=1
             trap 'rm -f "$prc"' EXIT
         fi
         export DEBIAN_FRONTEND=noninteractive

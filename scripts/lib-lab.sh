@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals are shared with the scripts that source this file
 # scripts/lib-lab.sh -- the network-namespace FTP lab of ftp-alg.
 #
 # Sourced by scripts/lab.sh, scripts/bench-sessions.sh and scripts/demo.sh.
@@ -27,6 +27,9 @@
 # off), so that bridged traffic never crosses the gateway's firewall.
 
 LAB_REPO=${LAB_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# State shared with the scripts that source this file.
+# shellcheck disable=SC2034
+KERNEL_HELPER_ON=0 PCAP_ON=0 PCAP_PID=
 
 lab_log() { printf '[lab] %s\n' "$*" >&2; }
 lab_die() {
@@ -108,7 +111,7 @@ stop_pid() {
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
-    pid_in_lab "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if pid_in_lab "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
 }
 
 # ------------------------------------------------------------------- up ---
@@ -194,6 +197,13 @@ lab_up() {
     if lab_exists; then lab_die "lab $LAB_ID already exists (scripts/lab.sh down --id $LAB_ID)"; fi
     case $LAB_STATE in /tmp/fa-lab-* | */fa-lab-*) ;; *) lab_die "odd state dir $LAB_STATE" ;; esac
     rm -rf "$LAB_STATE" "$LAB_LOGS"
+    # Keep the logs of the 30 most recent labs.
+    local old
+    if [[ -d ${LAB_LOGS%/*} ]]; then
+        while read -r old; do
+            if [[ -n $old && -d $old ]]; then rm -rf -- "$old"; fi
+        done < <(find "${LAB_LOGS%/*}" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | tail -n +31 | cut -d' ' -f2-)
+    fi
     mkdir -p "$LAB_STATE" "$LAB_LOGS"
     chmod 755 "$LAB_STATE"
     : >"$LAB_STATE/pids"
@@ -362,7 +372,7 @@ lab_down() {
         cp "$LAB_STATE"/vsftpd-*.log "$LAB_STATE"/vsftpd-*.out "$LAB_LOGS/" 2>/dev/null || true
     fi
     for ns in "${LAB_ALL_NS[@]}"; do
-        [[ -e /run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null || true
+        if [[ -e /run/netns/$ns ]]; then ip netns del "$ns" 2>/dev/null || true; fi
     done
     if [[ -d $LAB_STATE && $LAB_STATE == */fa-lab-"$LAB_ID" ]]; then rm -rf "$LAB_STATE"; fi
     local left=()
@@ -377,16 +387,23 @@ lab_down() {
 # ------------------------------------------------------------- tcpdump ---
 
 lab_pcap_start() {
-    ip netns exec "$NS_GW" timeout 1800 tcpdump -i any -n -U -s 256 -c 2000000 -w "$LAB_LOGS/gw.pcap" \
-        'tcp or icmp or icmp6' >"$LAB_LOGS/tcpdump.out" 2>&1 &
-    PCAP_PID=$!
+    # One capture per gateway interface (an "any" capture would show the
+    # interface names of the reader's namespace, not the gateway's).
+    local dev
+    PCAP_PID=
+    for dev in "$GW_OUT" "$GW_CLI" "$GW_SRV"; do
+        ip netns exec "$NS_GW" timeout 1800 tcpdump -i "$dev" -n -U -s 256 -c 2000000 -Z root \
+            -w "$LAB_LOGS/gw-$dev.pcap" 'tcp or icmp or icmp6' >"$LAB_LOGS/tcpdump-$dev.out" 2>&1 &
+        PCAP_PID+="$! "
+        lab_record "tcpdump-$dev" "$!"
+    done
     PCAP_ON=1
-    lab_record tcpdump "$PCAP_PID"
     sleep 0.5
 }
 
 lab_pcap_stop() {
-    [[ -n ${PCAP_PID:-} ]] && stop_pid "$PCAP_PID" 3
+    local pid
+    for pid in ${PCAP_PID:-}; do stop_pid "$pid" 3; done
     PCAP_ON=0
 }
 
@@ -570,7 +587,7 @@ run_xfer() {
 
 # ------------------------------------------------------------- matrix ---
 
-declare -A RES=() ERR=() MSEC=()
+declare -A RES=() ERR=()
 declare -A MODE_NOTE=() MODE_BAD=()
 MATRIX_ROWS=()
 
@@ -610,7 +627,6 @@ matrix_run_cases() {
         [[ $X_OK == 1 ]] && got=pass
         RES["$mode|$row"]=$got
         ERR["$mode|$row"]=$X_ERR
-        MSEC["$mode|$row"]=$X_MS
         exp=$(expectation "$mode" "$what")
         n=$((n + 1))
         if [[ $exp != any && $exp != "$got" ]]; then bad=$((bad + 1)); fi
@@ -724,13 +740,13 @@ matrix_report() {
     done
     printf '\n(!) = differs from the expectation: alg -> every transfer passes; none -> every data transfer fails;\n'
     printf '      kernel (reference helper) -> report only; control (login + SIZE, no data connection) passes in every mode.\n'
-    printf 'paths: '
     local p
     for p in "${LAB_PATHS[@]}"; do
         path_info "$p"
-        printf '%s = %s; ' "$p" "$P_DESC"
+        printf '  %-7s %s\n' "$p" "$P_DESC"
     done
-    printf '\n'
+    printf '  clients: curl-epsv (default), curl-pasv (--disable-epsv), curl-eprt (-P -), curl-port (-P - --disable-eprt),\n'
+    printf '           lftp-pasv (passive, PASV on IPv4), lftp-port (active, PORT on IPv4); over IPv6 both use EPSV/EPRT\n'
     for m in "${modes[@]}"; do
         local n=0 pass=0 cn=0 cpass=0
         for row in "${MATRIX_ROWS[@]}"; do

@@ -79,8 +79,8 @@ PARSE_LINE = {
 
 # ------------------------------------------------------------------- session
 TEMPLATE = ["Greeting", "Greeting120", "Pasv", "Epsv", "Port", "Eprt", "Eprt6",
-            "Auth", "Reply227", "Reply229", "Reply234", "Reply200", "Reply150",
-            "Reply500", "Multi227Start", "Multi230Start", "Continuation"]
+            "Auth", "Rein", "Quit", "Reply227", "Reply229", "Reply234", "Reply221",
+            "Reply200", "Reply150", "Reply500", "Multi227Start", "Multi230Start", "Continuation"]
 ENDING = ["CrLf", "Lf", "None", "SpacesCrLf"]
 BODY = ["Template", "TemplatePlus", "Raw"]
 STEP = ["Line", "GiveUp"]
@@ -122,13 +122,18 @@ SESSION = {
         s_line(C, s_t("Eprt")), s_line(S, s_t("Reply200")), s_line(C, s_raw(b"PORT 1,2,3,4,5,6")),
         s_line(S, s_raw(b"200 ok")),
     ]),
+    "rein_quit": session(False, [
+        s_line(S, s_t("Greeting")), s_line(C, s_t("Port")), s_line(C, s_t("Rein")),
+        s_line(S, s_t("Reply200")), s_line(S, s_t("Greeting")), s_line(C, s_t("Quit")),
+        s_line(S, s_t("Reply221")),
+    ]),
     "client_first": session(False, [
         s_line(C, s_raw(b"GET / HTTP/1.1")), s_line(S, s_t("Greeting")), s_line(C, s_t("Port")),
     ]),
 }
 
 # ----------------------------------------------------------- engine_segments
-FRAG = ["Port", "Eprt", "EprtV6", "Pasv", "Epsv", "Auth", "Code220", "Code227",
+FRAG = ["Port", "Eprt", "EprtV6", "Pasv", "Epsv", "Auth", "Rein", "Quit", "Code220", "Code227",
         "Code229", "Code234", "Code500", "Code227Dash", "ClientHost", "ServerHost",
         "OtherHost", "Tuple227", "Tuple229", "EprtAddr", "EprtAddr6", "PortPair",
         "Number", "Comma", "Pipe", "Space", "Crlf", "Lf", "Cr", "Text", "Byte"]
@@ -213,7 +218,8 @@ ENGINE = {
                     f("PortPair", 195, 80), text(b")."), CRLF]),
         seg(True, [f("Epsv")]),
         seg(False, [f("Code229"), f("Tuple229"), CRLF]),
-        seg(True, [text(b"QUIT"), CRLF], sack=[(0, 10)]),
+        seg(True, [f("Quit")], sack=[(0, 10)]),
+        seg(False, [text(b"221 Goodbye"), CRLF]),
     ] + close()),
     "split_port_retransmit": engine(False, nat("Both", 2000), handshake() + [
         seg(False, [f("Code220"), CRLF]),

@@ -558,6 +558,11 @@ impl Flow {
             Some(Event::TlsStarted) => {
                 info!(%client, "control session switched to TLS; no longer parsed")
             }
+            Some(Event::Reset) => {
+                let closed = self.close_pinholes(shared);
+                debug!(%client, pinholes = closed.len(), "REIN/QUIT accepted; pinholes closed");
+                decision.close.extend(closed);
+            }
         }
     }
 

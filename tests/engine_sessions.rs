@@ -321,3 +321,24 @@ fn unanswered_syns_expire_and_the_table_is_bounded() {
     sim.engine.poll(now + Duration::from_secs(121));
     assert_eq!(sim.engine.session_count(), 0, "unanswered SYNs forgotten");
 }
+
+#[test]
+fn refused_port_and_quit_close_pinholes() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PORT 198,51,100,2,195,80\r\n"),
+            (Side::Server, "500 no\r\n"),
+        ],
+    );
+    assert_eq!(sim.opened.len(), 1);
+    assert_eq!(sim.closed, sim.opened, "a refused PORT closes its pinhole");
+    sim.send(Side::Client, b"EPRT |1|198.51.100.2|50001|\r\n", &[]);
+    sim.send(Side::Server, b"200 ok\r\n", &[]);
+    assert_eq!(sim.closed.len(), 1, "an accepted EPRT keeps its pinhole");
+    sim.send(Side::Client, b"QUIT\r\n", &[]);
+    sim.send(Side::Server, b"221 bye\r\n", &[]);
+    assert_eq!(sim.closed, sim.opened, "QUIT closes the rest");
+}

@@ -24,6 +24,10 @@ pub enum ClientLine {
     Epsv,
     /// `PORT`/`EPRT` whose argument does not parse: never opens anything.
     BadAnnouncement,
+    /// `AUTH` (RFC 2228): a `234` answer turns the session to TLS.
+    Auth,
+    /// `REIN` or `QUIT`: once accepted, the session's transfers end.
+    Reset,
     /// Any other command.
     Other,
 }
@@ -82,6 +86,12 @@ pub fn parse_client_line(line: &[u8]) -> ClientLine {
     }
     if verb.eq_ignore_ascii_case(b"EPSV") {
         return ClientLine::Epsv;
+    }
+    if verb.eq_ignore_ascii_case(b"AUTH") {
+        return ClientLine::Auth;
+    }
+    if verb.eq_ignore_ascii_case(b"REIN") || verb.eq_ignore_ascii_case(b"QUIT") {
+        return ClientLine::Reset;
     }
     ClientLine::Other
 }
@@ -311,6 +321,9 @@ mod tests {
         assert_eq!(parse_client_line(b"EPSV 2\r\n"), ClientLine::Epsv);
         assert_eq!(parse_client_line(b"PASVX\r\n"), ClientLine::Other);
         assert_eq!(parse_client_line(b"RETR f\r\n"), ClientLine::Other);
+        assert_eq!(parse_client_line(b"auth TLS\r\n"), ClientLine::Auth);
+        assert_eq!(parse_client_line(b"AUTHX\r\n"), ClientLine::Other);
+        assert_eq!(parse_client_line(b"QUIT\r\n"), ClientLine::Reset);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Event {
     Ignored(&'static str),
     /// The session switched to TLS: nothing that follows is parsed.
     TlsStarted,
+    /// `REIN` or `QUIT` was accepted: every pinhole of the session closes.
+    Reset,
 }
 
 /// Where the session is in its life.
@@ -63,6 +65,8 @@ enum Outstanding {
     Epsv,
     Active,
     Auth,
+    /// `REIN` (RFC 959 §4.1.1) or `QUIT`: the session's transfers end.
+    Reset,
     Other,
 }
 
@@ -115,6 +119,9 @@ impl ControlSession {
 
     /// Handles one complete line from the client.
     pub fn on_client_line(&mut self, line: &[u8]) -> Option<Event> {
+        if let Some(event) = self.refuse_nul(line) {
+            return Some(event);
+        }
         match self.phase {
             Phase::AwaitGreeting => {
                 // An FTP client waits for the greeting (RFC 959 §5.4); a
@@ -136,17 +143,9 @@ impl ControlSession {
             ),
             ClientLine::Pasv => (Outstanding::Pasv, None),
             ClientLine::Epsv => (Outstanding::Epsv, None),
-            ClientLine::Other => {
-                let auth = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"AUTH");
-                (
-                    if auth {
-                        Outstanding::Auth
-                    } else {
-                        Outstanding::Other
-                    },
-                    None,
-                )
-            }
+            ClientLine::Auth => (Outstanding::Auth, None),
+            ClientLine::Reset => (Outstanding::Reset, None),
+            ClientLine::Other => (Outstanding::Other, None),
         };
         if self.outstanding.len() == MAX_OUTSTANDING {
             self.outstanding.pop_front();
@@ -164,6 +163,9 @@ impl ControlSession {
     pub fn on_server_line(&mut self, line: &[u8]) -> Option<Event> {
         if !self.is_parsing() {
             return None;
+        }
+        if let Some(event) = self.refuse_nul(line) {
+            return Some(event);
         }
         let reply = parse_reply_line(line);
         if let Some(code) = self.multiline {
@@ -186,6 +188,18 @@ impl ControlSession {
             return None;
         }
         self.final_reply(reply.code, line)
+    }
+
+    /// A NUL byte has no place in a control line (RFC 959 §4: Telnet
+    /// NVT ASCII text); a peer that sends one is not parsed any more.
+    fn refuse_nul(&mut self, line: &[u8]) -> Option<Event> {
+        if !self.is_parsing() || !line.contains(&0) {
+            return None;
+        }
+        self.phase = Phase::NotFtp;
+        Some(Event::Ignored(
+            "NUL byte in a control line; session no longer parsed",
+        ))
     }
 
     fn final_reply(&mut self, code: u16, line: &[u8]) -> Option<Event> {
@@ -224,6 +238,8 @@ impl ControlSession {
             }),
             (_, 227 | 229) => Some(Event::Ignored("227/229 reply without a matching PASV/EPSV")),
             (Some(Outstanding::Active), 400..=599) => Some(Event::ActiveRefused),
+            // 220 answers REIN (RFC 959 §5.4), 221 answers QUIT.
+            (Some(Outstanding::Reset), 220 | 221) => Some(Event::Reset),
             (Some(Outstanding::Auth), 234) => {
                 self.phase = Phase::Tls;
                 Some(Event::TlsStarted)
@@ -310,6 +326,32 @@ mod tests {
         s.on_server_line(b"220 hi\r\n");
         assert_eq!(s.on_client_line(b"PORT 1,2,3,4,5,6\r\n"), None);
         assert_eq!(s.phase(), Phase::NotFtp);
+    }
+
+    #[test]
+    fn nul_stops_parsing() {
+        let mut s = ready();
+        assert!(matches!(
+            s.on_client_line(b"NO\0OP\r\n"),
+            Some(Event::Ignored(_))
+        ));
+        assert_eq!(s.on_client_line(b"PORT 1,2,3,4,5,6\r\n"), None);
+        assert_eq!(s.phase(), Phase::NotFtp);
+    }
+
+    #[test]
+    fn rein_and_quit_reset() {
+        let mut s = ready();
+        s.on_client_line(b"REIN\r\n");
+        assert_eq!(s.on_server_line(b"220 again\r\n"), Some(Event::Reset));
+        s.on_client_line(b"QUIT\r\n");
+        assert_eq!(s.on_server_line(b"221 bye\r\n"), Some(Event::Reset));
+        // still FTP: a PASV after REIN is honoured
+        s.on_client_line(b"PASV\r\n");
+        assert!(matches!(
+            s.on_server_line(b"227 (192,0,2,10,4,1)\r\n"),
+            Some(Event::Announce(Form::Pasv227, _))
+        ));
     }
 
     #[test]

@@ -1,0 +1,1041 @@
+#!/usr/bin/env python3
+"""scripts/conformance.py -- scripted FTP peers for the conformance table.
+
+Driven by scripts/conformance.sh, which builds the lab (scripts/lib-lab.sh),
+starts ftp-alg or attaches the kernel helper, and calls
+
+    conformance.py run --ns-prefix fa-lab-ID- --mode MODE --out FILE.json
+    conformance.py table --result alg=FILE.json --result kernel=FILE.json ...
+
+`run` plays both FTP peers of every case. One process, one thread: every
+socket is created inside its own network namespace (setns(2) around
+socket(2); a socket stays in the namespace it was created in), so the
+scripted client and server really sit on both sides of the gateway, and the
+order of what each side sends is exact and deterministic:
+
+- the scripted server listens on port 21 in the server namespace (so:
+  203.0.113.10 and 2001:db8:2::10; si: 192.0.2.10, reached as 203.0.113.1
+  through the gateway's DNAT), sends the greeting and the scripted replies,
+  and records every byte it receives on the control connection;
+- the scripted client (namespaces cl, cs, co) sends the scripted segments:
+  TCP_NODELAY, one send() per segment, SEGMENT_GAP seconds between them (the
+  lab's veths have GRO/GSO/TSO off, so each send is one segment);
+- a data connection goes where the far side was TOLD: in active mode the
+  client listens on the port it announces and the server connects to the
+  address/port it received (after the gateway's rewrite); in passive mode the
+  server listens on the port it announces and the client connects to the
+  address/port it received. It succeeds if a 1 KiB payload with a known
+  sha256 crosses it within DATA_TIMEOUT seconds. Where nothing may be
+  opened, the case also probes where a (wrong) pinhole would be: the public
+  address the gateway would have put into the line.
+
+Every case ends with a NOOP/200 round trip and checks the exact bytes each
+far side received at every step. Python 3 standard library only.
+"""
+
+import argparse
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import re
+import select
+import socket
+import struct
+import sys
+import time
+
+CLONE_NEWNET = 0x40000000
+SEGMENT_GAP = 0.08  # seconds between two scripted segments
+CTRL_TIMEOUT = 3.0  # seconds to wait for an expected control line
+DATA_TIMEOUT = 3.0  # seconds for a data connection to carry the payload
+CLOSE_TIMEOUT = 2.0
+
+PAYLOAD = hashlib.sha256(b"ftp-alg conformance payload").digest() * 32  # 1 KiB
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+# The lab's addresses (scripts/lib-lab.sh).
+CL, CL_PUB = "198.51.100.2", "203.0.113.254"  # SNAT +1 byte
+CS, CS_PUB = "198.51.100.222", "203.0.113.1"  # SNAT -3 bytes
+CO = "203.0.113.20"
+SO = "203.0.113.10"
+SI, SI_PUB = "192.0.2.10", "203.0.113.1"  # DNAT 203.0.113.1:21 -> 192.0.2.10:21
+CL6, SO6 = "2001:db8:1::2", "2001:db8:2::10"
+
+# client path -> (client ns, family, server ns, server listen addr, address
+# the client dials, address the server should see as the peer)
+PATHS = {
+    "cl": ("cl", socket.AF_INET, "so", SO, SO, CL_PUB),
+    "cs": ("cs", socket.AF_INET, "so", SO, SO, CS_PUB),
+    "co": ("co", socket.AF_INET, "si", SI, SI_PUB, CO),
+    "cl6": ("cl", socket.AF_INET6, "so", SO6, SO6, CL6),
+}
+
+MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2}
+
+LOG = None  # detailed log file
+
+
+def log(msg):
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    if LOG:
+        LOG.write(line + "\n")
+        LOG.flush()
+
+
+def show(b):
+    """Bytes as a readable Python-style literal without the b''."""
+    return repr(bytes(b))[2:-1]
+
+
+def short(b, n=60):
+    s = show(b)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+# ---------------------------------------------------------------- netns ---
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Netns:
+    """Creates sockets inside the lab's namespaces (setns around socket)."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        self.fds = {}
+
+    def fd(self, short_name):
+        if short_name not in self.fds:
+            path = f"/run/netns/{self.prefix}{short_name}"
+            self.fds[short_name] = os.open(path, os.O_RDONLY)
+        return self.fds[short_name]
+
+    def _setns(self, fd):
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns: {os.strerror(e)}")
+
+    def socket(self, ns, family):
+        self._setns(self.fd(ns))
+        try:
+            return socket.socket(family, socket.SOCK_STREAM)
+        finally:
+            self._setns(self.home)
+
+
+def family_of(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def hard_close(s):
+    """Close with RST (SO_LINGER 0): nothing lingers after a failed step."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        s.close()
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- cases ---
+
+
+class Abort(Exception):
+    """The control connection stalled or broke: the rest of the case cannot run."""
+
+
+class Session:
+    """One control connection between the scripted client and server."""
+
+    def __init__(self, case, path):
+        self.case = case
+        cns, fam, sns, _, dial, peer = PATHS[path]
+        self.path = path
+        self.cns, self.sns, self.family = cns, sns, fam
+        self.expected_peer = peer
+        self.c_rx = bytearray()
+        self.s_rx = bytearray()
+        self.c_mark = 0
+        self.s_mark = 0
+        self.client = None
+        self.server = None
+        self.label = f"{path} -> {dial}:21"
+        case.sessions.append(self)
+        listener = case.ctx.server_listener(path)
+        c = case.ctx.ns.socket(cns, fam)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.settimeout(CTRL_TIMEOUT)
+        self.client = c
+        try:
+            c.connect((dial, 21))
+        except OSError as e:
+            raise Abort(f"[{path}] control connect to {dial}:21 failed: {e}")
+        c.setblocking(False)
+        r, _, _ = select.select([listener], [], [], CTRL_TIMEOUT)
+        if not r:
+            raise Abort(f"[{path}] the server accepted no control connection within {CTRL_TIMEOUT} s")
+        s, speer = listener.accept()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        self.server = s
+        self.label = f"{path} {c.getsockname()[0]}:{c.getsockname()[1]} -> {dial}:21"
+        log(f"  [{self.label}] server sees peer {speer[0]}:{speer[1]}")
+        if speer[0] != peer:
+            self.case.problem(f"[{path}] server saw the control connection from {speer[0]}, expected {peer}")
+
+    # -- raw I/O
+    def _pump(self, sock, buf, want_newlines, deadline):
+        """Reads into buf until it holds want_newlines LFs, EOF or deadline."""
+        while buf.count(b"\n") < want_newlines:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            r, _, _ = select.select([sock], [], [], left)
+            if not r:
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                return f"error {e}"
+            if not data:
+                return "eof"
+            buf += data
+        return "ok"
+
+    def _send_segments(self, sock, who, segments):
+        for i, seg in enumerate(segments):
+            if i:
+                time.sleep(SEGMENT_GAP)
+            try:
+                n = sock.send(seg)
+            except OSError as e:
+                raise Abort(f"[{self.path}] {who} send failed: {e}")
+            if n != len(seg):
+                raise Abort(f"[{self.path}] {who} sent only {n} of {len(seg)} bytes")
+            log(f"  [{self.path}] {who} sent segment {show(seg)}")
+
+    def _expect(self, sock, buf, mark_attr, who, expected):
+        mark = getattr(self, mark_attr)
+        want = buf[:mark].count(b"\n") + expected.count(b"\n")
+        status = self._pump(sock, buf, want, time.monotonic() + CTRL_TIMEOUT)
+        if status != "ok":
+            got = bytes(buf[mark:])
+            log(f"  [{self.path}] {who} {status}: got {show(got)}, expected {show(expected)}")
+            raise Abort(
+                f"[{self.path}] control stalled ({status}): {who} got {show(got) or 'nothing'} "
+                f"within {CTRL_TIMEOUT} s, expected {show(expected)}"
+            )
+        # Take exactly the expected number of lines as this step's bytes.
+        end = mark
+        for _ in range(expected.count(b"\n")):
+            nl = buf.find(b"\n", end)
+            if nl < 0:
+                end = len(buf)
+                break
+            end = nl + 1
+        got = bytes(buf[mark:end])
+        setattr(self, mark_attr, end)
+        log(f"  [{self.path}] {who} received {show(got)}")
+        if got != expected:
+            self.case.problem(f"[{self.path}] {who} received {show(got)!r}, expected {show(expected)!r}")
+            return False
+        return True
+
+    # -- scripted steps
+    def c(self, segments, server_gets=None):
+        """The client sends segments; the server must receive server_gets."""
+        segments = [s.encode() if isinstance(s, str) else s for s in segments]
+        if isinstance(server_gets, str):
+            server_gets = server_gets.encode()
+        self._send_segments(self.client, "client", segments)
+        exp = b"".join(segments) if server_gets is None else server_gets
+        return self._expect(self.server, self.s_rx, "s_mark", "server", exp)
+
+    def s(self, segments, client_gets=None):
+        """The server sends segments; the client must receive client_gets."""
+        segments = [s.encode() if isinstance(s, str) else s for s in segments]
+        if isinstance(client_gets, str):
+            client_gets = client_gets.encode()
+        self._send_segments(self.server, "server", segments)
+        exp = b"".join(segments) if client_gets is None else client_gets
+        return self._expect(self.client, self.c_rx, "c_mark", "client", exp)
+
+    def greet(self):
+        return self.s(["220 ftp-alg conformance peer\r\n"])
+
+    def noop(self):
+        ok = self.c(["NOOP\r\n"])
+        ok = self.s(["200 NOOP ok.\r\n"]) and ok
+        if ok:
+            self.case.note("NOOP/200 ok")
+        return ok
+
+    # -- what the far side was told
+    def received_ports(self):
+        """PORT/EPRT lines the server received: [(addr, port) or None]."""
+        out = []
+        for line in bytes(self.s_rx).split(b"\n"):
+            line = line.rstrip(b"\r ")
+            verb = line[:4].upper()
+            if verb == b"PORT" or verb == b"EPRT":
+                out.append(parse_active(line))
+        return out
+
+    def received_227(self):
+        """(addr, port) of the last final 227 line the client received."""
+        hp = None
+        for line in bytes(self.c_rx).split(b"\n"):
+            if line.startswith(b"227 "):
+                m = re.search(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", line)
+                if m:
+                    n = [int(x) for x in m.groups()]
+                    if all(v <= 255 for v in n):
+                        hp = (".".join(map(str, n[:4])), n[4] * 256 + n[5])
+        return hp
+
+    # -- end
+    def close(self, graceful):
+        c, s = self.client, self.server
+        self.client = self.server = None
+        if graceful and c and s:
+            try:
+                c.shutdown(socket.SHUT_WR)
+                self._pump(s, bytearray(), 1 << 30, time.monotonic() + CLOSE_TIMEOUT)
+                s.shutdown(socket.SHUT_WR)
+                self._pump(c, bytearray(), 1 << 30, time.monotonic() + CLOSE_TIMEOUT)
+                c.close()
+                s.close()
+                return
+            except OSError:
+                pass
+        for x in (c, s):
+            if x:
+                hard_close(x)
+
+
+def parse_active(line):
+    """Strict parse of a PORT/EPRT line as the scripted server reads it."""
+    verb, _, arg = line.partition(b" ")
+    arg = arg.strip()
+    try:
+        if verb.upper() == b"PORT":
+            n = [int(x) for x in arg.split(b",")]
+            if len(n) != 6 or any(v > 255 or v < 0 for v in n):
+                return None
+            return ".".join(map(str, n[:4])), n[4] * 256 + n[5]
+        d = arg[:1]
+        f = arg[1:-1].split(d)
+        if len(f) != 3 or arg[-1:] != d:
+            return None
+        port = int(f[2])
+        if not 0 < port < 65536:
+            return None
+        return f[1].decode(), port
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class Case:
+    def __init__(self, ctx, num, title, expect):
+        self.ctx, self.num, self.title, self.expect = ctx, num, title, expect
+        self.problems = []
+        self.notes = []
+        self.short = []
+        self.sessions = []
+        self.listeners = []
+        self.data_n = 0
+
+    def problem(self, msg, short=None):
+        log(f"  PROBLEM: {msg}")
+        self.problems.append(msg)
+        if short:
+            self.short.append(short)
+
+    def note(self, msg):
+        log(f"  note: {msg}")
+        self.notes.append(msg)
+
+    def port(self, k):
+        """A data port unique to this case, slot k and mode (no pinhole or
+        expectation of an earlier case or mode can ever match it)."""
+        return 40000 + 1000 * self.ctx.mode_index + 16 * self.num + k
+
+    def session(self, path):
+        return Session(self, path)
+
+    def listen(self, ns, addr, port):
+        s = self.ctx.ns.socket(ns, family_of(addr))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+        s.listen(4)
+        s.setblocking(False)
+        lst = (f"{ns} {fmt(addr, port)}", s)
+        self.listeners.append(lst)
+        return lst
+
+    # -- data connections
+    def active_data(self, sess, listeners, expect_ok, index=-1, probes=()):
+        """The server connects to the address/port it received in PORT/EPRT
+        (index-th such line), plus `probes` (addr, port) where a wrong
+        pinhole would be; the server sends the payload."""
+        targets = []
+        rec = sess.received_ports()
+        got = rec[index] if rec and -len(rec) <= index < len(rec) else None
+        if got is None:
+            self.note("the PORT/EPRT line the server received names no usable address (nothing to connect to)")
+        else:
+            targets.append(("received", got))
+        for p in probes:
+            if got is None or p != got:
+                targets.append(("probe", p))
+        return self._data(sess.sns, targets, listeners, "connector", expect_ok, "active")
+
+    def passive_data(self, sess, listeners, expect_ok):
+        """The client connects to the address/port it received in the 227
+        reply; the server (acceptor) sends the payload."""
+        got = sess.received_227()
+        targets = [("received", got)] if got else []
+        if not got:
+            self.note("the client received no usable 227 address")
+        return self._data(sess.cns, targets, listeners, "acceptor", expect_ok, "passive")
+
+    def _data(self, from_ns, targets, listeners, sender, expect_ok, kind):
+        self.data_n += 1
+        tag = f"data #{self.data_n} ({kind})"
+        ok, lines = transfer(self.ctx.ns, from_ns, targets, listeners, sender)
+        for line in lines:
+            log(f"  {tag}: {line}")
+        where = ", ".join(f"{w} {fmt(*hp)}" for w, hp in targets) or "nothing"
+        detail = "; ".join(lines)
+        if ok and expect_ok:
+            self.note(f"{tag}: ok, 1 KiB sha256 {PAYLOAD_SHA[:12]}.. crossed ({detail})")
+        elif not ok and not expect_ok:
+            self.note(f"{tag}: blocked as expected (tried from {from_ns}: {where}; {detail})")
+        elif expect_ok:
+            self.problem(f"{tag}: FAILED, expected to work (from {from_ns} to {where}; {detail})", "data blocked")
+        else:
+            self.problem(
+                f"{tag}: the data connection WORKED although nothing may be opened "
+                f"(from {from_ns} to {where}; {detail})",
+                "data opened (must stay closed)",
+            )
+        return ok
+
+    def cleanup(self):
+        for _, s in self.listeners:
+            hard_close(s)
+        self.listeners = []
+
+
+def fmt(addr, port):
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def transfer(ns, from_ns, targets, listeners, sender, timeout=DATA_TIMEOUT):
+    """Connects from `from_ns` to every target at once; `listeners` accept.
+    The side named by `sender` ('connector' or 'acceptor') writes PAYLOAD and
+    shuts down; success = the other side reads exactly PAYLOAD."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    lines = []
+    pending = {}
+    conns = []  # dicts: sock, label, send (memoryview or None), rx, done
+    for what, (addr, port) in targets:
+        label = f"{what} {fmt(addr, port)}"
+        try:
+            s = ns.socket(from_ns, family_of(addr))
+        except OSError as e:
+            lines.append(f"{label}: socket: {e}")
+            continue
+        s.setblocking(False)
+        err = s.connect_ex((addr, port))
+        if err not in (0, errno.EINPROGRESS):
+            lines.append(f"connect to {label}: {os.strerror(err)} at once")
+            hard_close(s)
+            continue
+        pending[s] = label
+    lsocks = {s: name for name, s in listeners}
+    ok = False
+    while not ok:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        rl = list(lsocks) + [c["sock"] for c in conns if c["send"] is None and not c["done"]]
+        wl = list(pending) + [c["sock"] for c in conns if c["send"] is not None and not c["done"]]
+        if not rl and not wl:
+            break
+        r, w, _ = select.select(rl, wl, [], min(0.1, deadline - now))
+        t = time.monotonic() - t0
+        for s in w:
+            if s in pending:
+                label = pending.pop(s)
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    lines.append(f"connect to {label}: {os.strerror(err)} after {t:.2f} s")
+                    hard_close(s)
+                    continue
+                lines.append(f"connected to {label} after {t:.2f} s")
+                conns.append(
+                    {"sock": s, "label": label, "rx": bytearray(), "done": False,
+                     "send": memoryview(PAYLOAD) if sender == "connector" else None}
+                )
+                continue
+            c = next(c for c in conns if c["sock"] is s)
+            try:
+                n = s.send(c["send"])
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                lines.append(f"{c['label']}: send failed: {e}")
+                c["done"] = True
+                continue
+            c["send"] = c["send"][n:]
+            if not len(c["send"]):
+                s.shutdown(socket.SHUT_WR)
+                c["done"] = True
+        for s in r:
+            if s in lsocks:
+                try:
+                    a, peer = s.accept()
+                except (BlockingIOError, OSError):
+                    continue
+                a.setblocking(False)
+                label = f"listener {lsocks[s]} <- {fmt(peer[0], peer[1])}"
+                lines.append(f"{label} accepted after {t:.2f} s")
+                conns.append(
+                    {"sock": a, "label": label, "rx": bytearray(), "done": False,
+                     "send": memoryview(PAYLOAD) if sender == "acceptor" else None}
+                )
+                continue
+            c = next(c for c in conns if c["sock"] is s)
+            try:
+                data = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                lines.append(f"{c['label']}: recv failed: {e}")
+                c["done"] = True
+                continue
+            if data:
+                c["rx"] += data
+            if not data or len(c["rx"]) >= len(PAYLOAD):
+                rx = bytes(c["rx"])
+                if rx == PAYLOAD:
+                    lines.append(f"{c['label']}: received 1024 bytes, sha256 ok after {t:.2f} s")
+                    ok = True
+                elif not data or len(rx) > len(PAYLOAD):
+                    lines.append(
+                        f"{c['label']}: received {len(rx)} bytes, sha256 "
+                        f"{hashlib.sha256(rx).hexdigest()[:12]}.. (want {PAYLOAD_SHA[:12]}..)"
+                    )
+                    c["done"] = True
+    for label in pending.values():
+        lines.append(f"connect to {label}: no answer within {timeout:.0f} s (dropped)")
+    for s in pending:
+        hard_close(s)
+    for c in conns:
+        if ok:
+            try:
+                c["sock"].close()
+            except OSError:
+                pass
+        else:
+            hard_close(c["sock"])
+    if not targets:
+        lines.append("no target to connect to")
+    return ok, lines
+
+
+# ------------------------------------------------------------ the table ---
+
+P = lambda port: divmod(port, 256)  # noqa: E731
+
+
+def case01(c):
+    """PORT split across two segments in the middle of the address"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c(["PORT 198,51,", f"100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case02(c):
+    """227 split mid-numbers, server behind DNAT (203.0.113.20 -> 203.0.113.1)"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("si", SI, port)
+    s = c.session("co")
+    s.greet()
+    s.c(["PASV\r\n"])
+    s.s(
+        ["227 Entering Passive Mode (192,0,2,", f"10,{p1},{p2}).\r\n"],
+        f"227 Entering Passive Mode (203,0,113,1,{p1},{p2}).\r\n",
+    )
+    c.passive_data(s, [lst], True)
+    s.noop()
+
+
+def case03(c):
+    """two lines in one segment: NOOP + PORT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"NOOP\r\nPORT 198,51,100,2,{p1},{p2}\r\n"], f"NOOP\r\nPORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 NOOP ok.\r\n", "200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case04(c):
+    """PORT first after the greeting, same segment as USER"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"USER a\r\nPORT 198,51,100,2,{p1},{p2}\r\n"], f"USER a\r\nPORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["331 Please specify the password.\r\n", "200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case05(c):
+    """multi-line 227 reply (227- ... 227 ...), server behind DNAT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("si", SI, port)
+    s = c.session("co")
+    s.greet()
+    s.c(["PASV\r\n"])
+    s.s(
+        [f"227-Entering Passive Mode\r\n227 Entering Passive Mode (192,0,2,10,{p1},{p2})\r\n"],
+        f"227-Entering Passive Mode\r\n227 Entering Passive Mode (203,0,113,1,{p1},{p2})\r\n",
+    )
+    c.passive_data(s, [lst], True)
+    s.noop()
+
+
+def case06(c):
+    """bare LF line ending: PORT ...\\n"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\n"], f"PORT 203,0,113,254,{p1},{p2}\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case07(c):
+    """lower-case port, leading zeros, trailing spaces"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"port 198,051,100,002,{p1:03d},{p2:03d}   \r\n"], f"port 203,0,113,254,{p1},{p2}   \r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case08(c):
+    """EPRT, shorter rewrite (.222 -> 203.0.113.1) and longer (.2 -> .254)"""
+    port = c.port(0)
+    lst = c.listen("cs", CS, port)
+    s = c.session("cs")
+    s.greet()
+    s.c([f"EPRT |1|198.51.100.222|{port}|\r\n"], f"EPRT |1|203.0.113.1|{port}|\r\n")
+    s.s(["200 EPRT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+    s.close(graceful=True)
+    port = c.port(1)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"EPRT |1|198.51.100.2|{port}|\r\n"], f"EPRT |1|203.0.113.254|{port}|\r\n")
+    s.s(["200 EPRT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case09(c):
+    """two PORTs pipelined before the replies, both data connections used"""
+    ports = [c.port(0), c.port(1)]
+    lsts = [c.listen("cl", CL, p) for p in ports]
+    s = c.session("cl")
+    s.greet()
+    sent = [f"PORT 198,51,100,2,{P(p)[0]},{P(p)[1]}\r\n" for p in ports]
+    want = "".join(f"PORT 203,0,113,254,{P(p)[0]},{P(p)[1]}\r\n" for p in ports)
+    s.c(sent, want)
+    s.s(["200 PORT command successful.\r\n", "200 PORT command successful.\r\n"])
+    c.active_data(s, [lsts[0]], True, index=0)
+    c.active_data(s, [lsts[1]], True, index=1)
+    s.noop()
+
+
+def case10(c):
+    """unsolicited 227 (no PASV), server listening on the announced port"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("so", SO, port)
+    s = c.session("cl")
+    s.greet()
+    s.c(["USER a\r\n"])
+    s.s(["331 Please specify the password.\r\n"])
+    s.s([f"227 Entering Passive Mode (203,0,113,10,{p1},{p2})\r\n"])
+    c.passive_data(s, [lst], False)
+    s.noop()
+
+
+def case11(c):
+    """client speaks first (HTTP request line before the greeting), then PORT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.c(["GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n"])
+    s.greet()
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case12(c):
+    """PORT naming a third party (192.0.2.10)"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lsts = [c.listen("si", SI, port), c.listen("cl", CL, port)]
+    s = c.session("cl")
+    s.greet()
+    s.c([f"PORT 192,0,2,10,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, lsts, False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case13(c):
+    """PORT octet > 255 (198,51,100,258 and 198,51,356,2) and port > 65535 (p1=256)"""
+    s = c.session("cl")
+    s.greet()
+    # a) last octet 258 (the kernel's parser ORs it into 198.51.101.2)
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s.c([f"PORT 198,51,100,258,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    # b) third octet 356 = 0x164: OR-ed in, it lands on 198.51.100.2 itself
+    port = c.port(1)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s.c([f"PORT 198,51,356,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    # c) p1 = 256: 256*256+p2 > 65535 (a 16-bit port wraps to p2)
+    p2 = 200 + c.ctx.mode_index
+    lst = c.listen("cl", CL, p2)
+    s.c([f"PORT 198,51,100,2,256,{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, p2)])
+    s.noop()
+
+
+def case14(c):
+    """PORT to a port < 1024"""
+    port = 1000 + c.ctx.mode_index
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case15(c):
+    """AUTH TLS answered 234, then cleartext PORT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c(["AUTH TLS\r\n"])
+    s.s(["234 Proceed with negotiation.\r\n"])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case16(c):
+    """PORT answered 500: the pinhole is closed again"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["500 Illegal PORT command.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case17(c):
+    """PORT in 3 segments: 'P' | 'ORT 198,5' | '1,100,2,...'"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.greet()
+    s.c(["P", "ORT 198,5", f"1,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case18(c):
+    """IPv6 EPRT 2001:db8:1::2 -> 2001:db8:2::10 (no NAT, no rewrite)"""
+    port = c.port(0)
+    lst = c.listen("cl", CL6, port)
+    s = c.session("cl6")
+    s.greet()
+    s.c([f"EPRT |2|{CL6}|{port}|\r\n"])
+    s.s(["200 EPRT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+CASES = [
+    (1, "PORT split in 2 segments mid-address", "rewritten, data ok", case01),
+    (2, "227 split mid-numbers, DNAT server", "rewritten, data ok", case02),
+    (3, "NOOP+PORT in one segment", "2nd line rewritten, data ok", case03),
+    (4, "USER+PORT in first segment", "rewritten, data ok", case04),
+    (5, "multi-line 227- reply, DNAT server", "rewritten, data ok", case05),
+    (6, "bare LF: PORT ...\\n", "rewritten, data ok", case06),
+    (7, "lower-case port, zeros, trailing spaces", "rewritten, data ok", case07),
+    (8, "EPRT shorter (-3) and longer (+1)", "both rewritten, data ok", case08),
+    (9, "2 PORTs pipelined, both used", "both rewritten, both data ok", case09),
+    (10, "unsolicited 227 (no PASV)", "no pinhole: data fails", case10),
+    (11, "client speaks first (HTTP), then PORT", "unchanged, data fails", case11),
+    (12, "PORT to third party 192.0.2.10", "unchanged, data fails", case12),
+    (13, "PORT octet>255 / port>65535", "unchanged, nothing opened", case13),
+    (14, "PORT to port < 1024", "unchanged, data fails", case14),
+    (15, "AUTH TLS 234, then cleartext PORT", "unchanged, data fails", case15),
+    (16, "PORT answered 500", "pinhole closed: data fails", case16),
+    (17, "PORT in 3 segments (P|ORT 198,5|...)", "rewritten, data ok", case17),
+    (18, "IPv6 EPRT, no NAT", "unchanged, data ok", case18),
+]
+
+
+class Ctx:
+    def __init__(self, prefix, mode):
+        self.ns = Netns(prefix)
+        self.mode = mode
+        self.mode_index = MODE_INDEX.get(mode, 3)
+        self.server_listeners = {}
+
+    def server_listener(self, path):
+        _, fam, sns, addr, _, _ = PATHS[path]
+        key = (sns, addr)
+        if key not in self.server_listeners:
+            s = self.ns.socket(sns, fam)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, 21))
+            s.listen(8)
+            s.setblocking(False)
+            self.server_listeners[key] = s
+        return self.server_listeners[key]
+
+
+def run_case(ctx, num, title, expect, fn):
+    c = Case(ctx, num, title, expect)
+    t0 = time.monotonic()
+    log(f"=== case {num}: {title} (expect: {expect})")
+    aborted = None
+    try:
+        fn(c)
+    except Abort as e:
+        aborted = str(e)
+        c.problem(f"{e}; the rest of the case did not run", "control stalled")
+    except OSError as e:
+        aborted = f"socket error: {e}"
+        c.problem(f"peer socket error: {e}; the rest of the case did not run", "peer socket error")
+    ok = not c.problems
+    for sess in c.sessions:
+        sess.close(graceful=ok)
+    c.cleanup()
+    dt = time.monotonic() - t0
+    shorts = list(dict.fromkeys(c.short))
+    if not c.short and c.problems:
+        shorts = ["bytes differ"]
+    result = {
+        "num": num,
+        "title": title,
+        "expect": expect,
+        "pass": ok,
+        "summary": "pass" if ok else "FAIL: " + ", ".join(shorts),
+        "problems": c.problems,
+        "notes": c.notes,
+        "aborted": aborted,
+        "seconds": round(dt, 2),
+        "transcripts": [
+            {"session": s.label, "server_received": show(s.s_rx), "client_received": show(s.c_rx)}
+            for s in c.sessions
+        ],
+    }
+    log(f"=== case {num}: {'pass' if ok else 'FAIL'} in {dt:.1f} s")
+    return result
+
+
+def cmd_run(args):
+    global LOG
+    if args.log:
+        LOG = open(args.log, "a", encoding="utf-8")
+    if os.geteuid() != 0:
+        print("conformance.py run needs root (setns into the lab's namespaces)", file=sys.stderr)
+        return 2
+    ctx = Ctx(args.ns_prefix, args.mode)
+    only = {int(x) for x in args.only.split(",")} if args.only else None
+    results = []
+    t0 = time.monotonic()
+    for num, title, expect, fn in CASES:
+        if only and num not in only:
+            continue
+        r = run_case(ctx, num, title, expect, fn)
+        results.append(r)
+        print(f"[conformance] {args.mode:6} case {num:2} {r['summary'][:70]:70} {r['seconds']:5.1f} s",
+              file=sys.stderr, flush=True)
+    for s in ctx.server_listeners.values():
+        s.close()
+    out = {"mode": args.mode, "seconds": round(time.monotonic() - t0, 1), "cases": results}
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1)
+    return 0
+
+
+MODE_TITLE = {"alg": "ftp-alg", "kernel": "kernel helper", "none": "no ALG"}
+
+
+def read_meta(path):
+    meta = {}
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("=")
+                if k:
+                    meta[k] = v
+    return meta
+
+
+def cmd_table(args):
+    modes = []
+    data = {}
+    metas = {}
+    for spec in args.result:
+        mode, _, path = spec.partition("=")
+        modes.append(mode)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data[mode] = {c["num"]: c for c in json.load(f)["cases"]}
+        except (OSError, ValueError, KeyError):
+            data[mode] = {}
+        metas[mode] = read_meta(path[: -len(".json")] + ".meta" if path.endswith(".json") else None)
+    w_case = 44
+    w_cell = 34
+    head = f"{'case':{w_case}} | " + " | ".join(f"{MODE_TITLE.get(m, m):{w_cell}}" for m in modes)
+    print()
+    print(head)
+    print("-" * len(head))
+    for num, title, expect, _ in CASES:
+        label = f"{num:2}. {title}"
+        cells = []
+        for m in modes:
+            r = data[m].get(num)
+            cells.append(f"{(r['summary'] if r else '-')[:w_cell]:{w_cell}}")
+        print(f"{label[:w_case]:{w_case}} | " + " | ".join(cells))
+        print(f"{'    expected: ' + expect:{w_case}} |")
+    print()
+    rc = 0
+    for m in modes:
+        meta = metas[m]
+        cases = data[m]
+        n_pass = sum(1 for c in cases.values() if c["pass"])
+        bad = []
+        if m == "alg":
+            if len(cases) != len(CASES) and not args.partial:
+                bad.append(f"only {len(cases)} of {len(CASES)} cases ran")
+            if n_pass != len(cases):
+                bad.append(f"{len(cases) - n_pass} case(s) failed")
+            if meta.get("invalid_total", "0") != "0":
+                bad.append(f"INVALID drops on the gateway: {meta.get('invalid_total')} (must be 0)")
+            if meta.get("alive", "yes") != "yes":
+                bad.append("ftp-alg was not running any more after the cases")
+            if meta.get("exit", "0") not in ("0", ""):
+                bad.append(f"ftp-alg exit status after SIGTERM: {meta.get('exit')} (expected 0)")
+            if meta.get("setup_error"):
+                bad.append(meta["setup_error"])
+        verdict = ("NOT OK: " + "; ".join(bad)) if bad else ("OK" if m == "alg" else "report only")
+        if bad:
+            rc = 1
+        print(f"mode {m} ({MODE_TITLE.get(m, m)}): {n_pass}/{len(cases)} cases as expected -- {verdict}")
+        if meta.get("invalid"):
+            print(f"  {meta['invalid']}")
+        for k in ("exit", "seconds"):
+            if meta.get(k):
+                print(f"  {k}: {meta[k]}")
+        for num in sorted(cases):
+            c = cases[num]
+            if c["pass"]:
+                continue
+            print(f"  case {num} ({c['title']}):")
+            for p in c["problems"]:
+                print(f"    - {p}")
+            if m == "alg" or args.verbose:
+                for t in c["transcripts"]:
+                    print(f"    session {t['session']}:")
+                    print(f"      server received: {t['server_received']}")
+                    print(f"      client received: {t['client_received']}")
+    return rc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="play every case once (both peers)")
+    r.add_argument("--ns-prefix", required=True, help="namespace prefix, e.g. fa-lab-cf12345-")
+    r.add_argument("--mode", required=True, help="label of this run (alg, kernel, none)")
+    r.add_argument("--out", required=True, help="JSON results")
+    r.add_argument("--log", help="detailed step log (appended)")
+    r.add_argument("--only", help="comma-separated case numbers")
+    t = sub.add_parser("table", help="print the side-by-side table")
+    t.add_argument("--result", action="append", default=[], help="MODE=FILE.json (MODE.meta beside it)")
+    t.add_argument("--partial", action="store_true", help="a subset of cases ran (--only)")
+    t.add_argument("--verbose", action="store_true", help="transcripts for every failed case")
+    args = ap.parse_args()
+    if args.cmd == "run":
+        sys.exit(cmd_run(args))
+    sys.exit(cmd_table(args))
+
+
+if __name__ == "__main__":
+    main()

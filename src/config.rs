@@ -1,6 +1,14 @@
-//! Run-time configuration: typed, with defaults that work with no file.
+//! Run-time configuration: typed, validated, with defaults that work with
+//! no file. Every key is documented in `deploy/ftp-alg.toml`.
 
+use std::fmt;
+use std::path::Path;
 use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+use crate::ftp::plan::Policy;
 
 /// Name of ftp-alg's own nftables table (family `inet`).
 pub const TABLE_NAME: &str = "ftp_alg";
@@ -10,20 +18,62 @@ pub const TABLE_NAME: &str = "ftp_alg";
 pub const RULE_COMMENT: &str = "ftp-alg";
 
 /// Settings of one ftp-alg instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// TCP ports of FTP control connections (server side).
     pub control_ports: Vec<u16>,
     /// NFQUEUE number the control packets are queued to.
+    #[serde(rename = "queue")]
     pub queue_num: u16,
     /// How long an unused pinhole stays open.
+    #[serde(rename = "pinhole_timeout_secs", deserialize_with = "seconds")]
     pub pinhole_timeout: Duration,
+    /// Pinholes kept per control session; a new announcement closes the
+    /// oldest.
+    pub max_pinholes_per_session: usize,
     /// Conntrack mark bit that ftp-alg's forward chain sets on a pinholed
     /// data connection; the admin's filter accepts NEW connections carrying it.
     pub ct_mark: u32,
     /// Install the queue rules, the table and the accept rule at start and
     /// remove them at exit. When false the admin installs them.
     pub install_rules: bool,
+    /// What announcements are accepted.
+    pub policy: PolicyConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The `[policy]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Accept data ports below 1024.
+    pub allow_privileged_ports: bool,
+    /// Accept announced addresses that are not the announcing peer's own.
+    pub allow_third_party: bool,
+    /// Longest control line parsed; a longer one stops parsing the session.
+    pub max_line: usize,
+}
+
+/// The `[log]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
+    pub level: String,
+    /// `text` (human-readable) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -32,8 +82,193 @@ impl Default for Config {
             control_ports: vec![21],
             queue_num: 21,
             pinhole_timeout: Duration::from_secs(30),
+            max_pinholes_per_session: 2,
             ct_mark: 0x0100_0000,
             install_rules: true,
+            policy: PolicyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            allow_privileged_ports: false,
+            allow_third_party: false,
+            max_line: 512,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+/// A configuration that cannot be used: which key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending key (dotted path), or empty when the file itself is
+    /// unreadable or not TOML.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "key `{}`: {}", self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| bad("", e.to_string().trim_end().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| ConfigError {
+            problem: format!("{}: {}", path.display(), e.problem),
+            ..e
+        })
+    }
+
+    /// Checks every value; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.control_ports.is_empty() {
+            return Err(bad(
+                "control_ports",
+                "is empty: no control connection would be followed",
+            ));
+        }
+        if self.control_ports.contains(&0) {
+            return Err(bad("control_ports", "0 is not a port"));
+        }
+        let t = self.pinhole_timeout.as_secs();
+        if !(1..=3600).contains(&t) {
+            return Err(bad(
+                "pinhole_timeout_secs",
+                format!("{t} is outside 1..=3600"),
+            ));
+        }
+        if !(1..=64).contains(&self.max_pinholes_per_session) {
+            return Err(bad(
+                "max_pinholes_per_session",
+                format!("{} is outside 1..=64", self.max_pinholes_per_session),
+            ));
+        }
+        if self.ct_mark == 0 {
+            return Err(bad(
+                "ct_mark",
+                "is 0: no bit to mark pinholed connections with",
+            ));
+        }
+        if !(64..=8192).contains(&self.policy.max_line) {
+            return Err(bad(
+                "policy.max_line",
+                format!("{} is outside 64..=8192", self.policy.max_line),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return Err(bad(
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine's settings derived from this configuration.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            control_ports: self.control_ports.clone(),
+            policy: Policy {
+                allow_privileged_ports: self.policy.allow_privileged_ports,
+                allow_third_party: self.policy.allow_third_party,
+            },
+            max_line: self.policy.max_line,
+            pinhole_timeout: self.pinhole_timeout,
+            max_pinholes_per_session: self.max_pinholes_per_session,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_documented_example_is_valid_and_default() {
+        let text = include_str!("../deploy/ftp-alg.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let c = Config::from_toml(
+            "control_ports = [21, 2121]\nqueue = 5\npinhole_timeout_secs = 10\n[policy]\nmax_line = 1000\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.control_ports, vec![21, 2121]);
+        assert_eq!(c.queue_num, 5);
+        assert_eq!(c.pinhole_timeout, Duration::from_secs(10));
+        assert_eq!(c.engine().max_line, 1000);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("contol_ports = [21]", "contol_ports"),
+            ("queue = \"x\"", "queue"),
+            ("queue = 70000", "queue"),
+            ("control_ports = []", "control_ports"),
+            ("pinhole_timeout_secs = 0", "pinhole_timeout_secs"),
+            ("[policy]\nmax_line = 1", "policy.max_line"),
+            ("[policy]\nallow_bounce = true", "allow_bounce"),
+            ("[log]\nlevel = \"loud\"", "log.level"),
+            ("ct_mark = 0", "ct_mark"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert!(e.to_string().contains(key), "{text:?} gave {e}");
         }
     }
 }

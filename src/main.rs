@@ -1,15 +1,15 @@
 //! `ftp-alg`: command-line entry point.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 
-use ftp_alg::config::{Config, TABLE_NAME};
-use ftp_alg::engine::{Engine, EngineConfig};
-use ftp_alg::ftp::plan::Policy;
+use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
+use ftp_alg::engine::Engine;
 use ftp_alg::nfqueue::{run_until_signalled, Worker};
 use ftp_alg::ruleset;
 
@@ -29,26 +29,35 @@ enum Command {
     /// then remove everything that was installed.
     Run(RunArgs),
     /// Print the rules `run` would install (iptables-nft and native nftables).
-    Rules(CommonArgs),
+    Rules(Overrides),
+    /// Check a configuration file: exit 0 if it is valid, 2 if not.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
 }
 
+/// Command-line settings; each overrides the configuration file.
 #[derive(Args)]
-struct CommonArgs {
-    /// NFQUEUE number for control packets.
-    #[arg(long, default_value_t = Config::default().queue_num)]
-    queue: u16,
-    /// Server-side control port (repeat for several).
-    #[arg(long = "control-port", default_values_t = Config::default().control_ports)]
+struct Overrides {
+    /// TOML configuration file (see deploy/ftp-alg.toml); defaults apply without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NFQUEUE number for control packets [default: 21].
+    #[arg(long)]
+    queue: Option<u16>,
+    /// Server-side control port, repeatable [default: 21].
+    #[arg(long = "control-port")]
     control_ports: Vec<u16>,
 }
 
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
-    common: CommonArgs,
-    /// Seconds an unused pinhole stays open.
-    #[arg(long, default_value_t = 30)]
-    pinhole_timeout: u64,
+    common: Overrides,
+    /// Seconds an unused pinhole stays open [default: 30].
+    #[arg(long)]
+    pinhole_timeout: Option<u64>,
     /// Do not install or remove rules: the admin manages them (see `rules`).
     #[arg(long)]
     no_install_rules: bool,
@@ -60,60 +69,98 @@ struct RunArgs {
     allow_third_party: bool,
 }
 
-impl CommonArgs {
-    fn config(&self) -> Config {
-        Config {
-            control_ports: self.control_ports.clone(),
-            queue_num: self.queue,
-            ..Config::default()
+impl Overrides {
+    fn config(&self) -> Result<Config, ConfigError> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(q) = self.queue {
+            cfg.queue_num = q;
         }
+        if !self.control_ports.is_empty() {
+            cfg.control_ports = self.control_ports.clone();
+        }
+        Ok(cfg)
     }
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<Config, ConfigError> {
+        let mut cfg = self.common.config()?;
+        if let Some(t) = self.pinhole_timeout {
+            cfg.pinhole_timeout = Duration::from_secs(t);
+        }
+        cfg.install_rules &= !self.no_install_rules;
+        cfg.policy.allow_privileged_ports |= self.allow_privileged_ports;
+        cfg.policy.allow_third_party |= self.allow_third_party;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Exit status for an unusable configuration (as in sysexits' spirit:
+/// distinct from a run-time failure, which is 1).
+const EXIT_CONFIG: u8 = 2;
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cfg.log.format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("ftp-alg: configuration error: {e}");
+    ExitCode::from(EXIT_CONFIG)
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Rules(args) => {
-            print!("{}", ruleset::describe(&args.config()));
-            ExitCode::SUCCESS
-        }
-        Command::Run(args) => match run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!("{e}");
-                ExitCode::FAILURE
+        Command::Rules(args) => match args.config() {
+            Ok(cfg) => {
+                print!("{}", ruleset::describe(&cfg));
+                ExitCode::SUCCESS
             }
+            Err(e) => config_error(&e),
         },
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Run(args) => {
+            let cfg = match args.config() {
+                Ok(cfg) => cfg,
+                Err(e) => return config_error(&e),
+            };
+            init_logging(&cfg);
+            match run(&cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = Config {
-        pinhole_timeout: Duration::from_secs(args.pinhole_timeout),
-        install_rules: !args.no_install_rules,
-        ..args.common.config()
-    };
-    let engine = Engine::new(EngineConfig {
-        control_ports: cfg.control_ports.clone(),
-        pinhole_timeout: cfg.pinhole_timeout,
-        policy: Policy {
-            allow_privileged_ports: args.allow_privileged_ports,
-            allow_third_party: args.allow_third_party,
-        },
-        ..EngineConfig::default()
-    });
+fn run(cfg: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::new(cfg.engine());
     // Rules first: the pinhole backend needs ftp-alg's table to exist.
     // The queue rules use bypass, so traffic flows (unhelped) until the
     // queue is bound just below.
     let installed = if cfg.install_rules {
-        Some(ruleset::install(&cfg)?)
+        Some(ruleset::install(cfg)?)
     } else {
         None
     };

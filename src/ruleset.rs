@@ -486,22 +486,8 @@ impl Drop for Installed {
 
 /// Rejects configurations that would produce a broken ruleset.
 fn validate(cfg: &Config) -> Result<(), RulesetError> {
-    if cfg.control_ports.is_empty() {
-        return Err(RulesetError::other("config", "control_ports is empty"));
-    }
-    if cfg.control_ports.contains(&0) {
-        return Err(RulesetError::other(
-            "config",
-            "control port 0 is not a port",
-        ));
-    }
-    if cfg.ct_mark == 0 {
-        return Err(RulesetError::other(
-            "config",
-            "ct_mark is 0: no bit to mark pinholed connections with",
-        ));
-    }
-    Ok(())
+    cfg.validate()
+        .map_err(|e| RulesetError::other("config", &e.to_string()))
 }
 
 /// Address family of an iptables-nft command.

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# scripts/conformance.sh -- the conformance table of ftp-alg (run as root).
+#
+#   scripts/conformance.sh [--modes alg,kernel[,none]] [--only 1,2,..]
+#
+# Builds a private lab with scripts/lib-lab.sh (lab id "cf<pid>", namespaces
+# fa-lab-cf<pid>-*), replaces its vsftpd servers by the scripted peers of
+# scripts/conformance.py and plays every case once per mode:
+#
+#   alg     ftp-alg runs on the gateway: every case must behave as expected
+#           and the gateway's INVALID counters must stay 0
+#   kernel  reference: the kernel's FTP helper (nf_conntrack_ftp + nf_nat_ftp)
+#           attached with lab_kernel_helper; recorded against the same
+#           expectations, report only
+#   none    no ALG at all (negative control, report only; not run by default)
+#
+# Prints the side-by-side table (case | ftp-alg | kernel helper) and the
+# details of every failure. The lab is torn down at the end, also on failure
+# or interrupt.
+#
+# Environment: FTP_ALG_BIN (default target/release/ftp-alg), RUST_LOG (for the
+# daemon; default debug here), LAB_LOG_DIR (default target/lab-logs).
+# Logs: target/lab-logs/<lab id>/ (alg-conformance.stderr = the daemon's log,
+# conformance-<mode>.log = every segment the peers sent and received,
+# conformance-<mode>.json = results with control-connection transcripts).
+#
+# Exit status: 0 every ftp-alg case as expected; 1 some ftp-alg case failed,
+# INVALID drops were counted or the daemon died; 2 setup error.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib-lab.sh
+source "$HERE/lib-lab.sh"
+
+modes=${CONFORMANCE_MODES:-alg,kernel}
+only=
+while (($#)); do
+    case $1 in
+    --modes | --mode)
+        modes=${2:?--modes needs a value}
+        shift 2
+        ;;
+    --only)
+        only=${2:?--only needs a value}
+        shift 2
+        ;;
+    -h | --help)
+        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+    *) lab_die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+IFS=',' read -r -a mode_list <<<"$modes"
+for m in "${mode_list[@]}"; do
+    case $m in alg | kernel | none) ;; *) lab_die "unknown mode '$m' (alg|kernel|none)" ;; esac
+done
+
+export RUST_LOG=${RUST_LOG:-debug}
+PY=(python3 "$HERE/conformance.py")
+PY_PID=
+LAB_OWNED=0
+
+lab_names "cf$(printf '%06d' $(($$ % 1000000)))"
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM ERR
+    set +e
+    if [[ -n $PY_PID ]] && kill -0 "$PY_PID" 2>/dev/null; then
+        kill -TERM "$PY_PID" 2>/dev/null
+        wait "$PY_PID" 2>/dev/null
+    fi
+    alg_stop >/dev/null 2>&1
+    if [[ $LAB_OWNED == 1 ]]; then
+        lab_log "tearing down lab $LAB_ID"
+        lab_down || rc=2
+    fi
+    exit "$rc"
+}
+set -E
+trap 'rc=$?; lab_log "setup error: command failed (status $rc) at line $LINENO: $BASH_COMMAND"; exit 2' ERR
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[[ $(id -u) -eq 0 ]] || lab_die "the conformance table needs root and network namespaces (run as root)"
+command -v python3 >/dev/null || lab_die "python3 is needed for the scripted peers"
+if [[ ",$modes," == *",alg,"* ]]; then
+    [[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release --locked, or set FTP_ALG_BIN)"
+fi
+
+t_start=$SECONDS
+LAB_OWNED=1
+lab_up
+
+# The scripted server takes port 21: stop the lab's vsftpd instances (started
+# by lab_up, recorded with their PIDs).
+while read -r name pid; do
+    case $name in vsftpd-*) stop_pid "$pid" 5 ;; esac
+done <"$LAB_STATE/pids"
+for lw in "$NS_SO:203.0.113.10:21" "$NS_SO:[2001:db8:2::10]:21" "$NS_SI:192.0.2.10:21"; do
+    ns=${lw%%:*}
+    addr=${lw#*:}
+    for ((i = 0; i < 50; i++)); do
+        nsx "$ns" ss -Hltn 2>/dev/null | awk '{print $4}' | grep -qxF "$addr" || break
+        sleep 0.1
+    done
+    ((i < 50)) || lab_die "vsftpd still listens on $addr in $ns"
+done
+# The outside hosts route the inside prefixes to the gateway, so that a data
+# connection to an address the gateway did not translate (or to a third
+# party) is stopped by the gateway's firewall, not by a missing route.
+for ns in "$NS_SO" "$NS_CO"; do
+    nsx "$ns" ip route add 198.51.100.0/24 via 203.0.113.1
+    nsx "$ns" ip route add 192.0.2.0/24 via 203.0.113.1
+done
+
+# run_mode MODE: one pass over every case.
+run_mode() {
+    local mode=$1 t0=$SECONDS
+    local json="$LAB_LOGS/conformance-$mode.json" meta="$LAB_LOGS/conformance-$mode.meta"
+    local plog="$LAB_LOGS/conformance-$mode.log"
+    rm -f "$json" "$meta"
+    : >"$plog"
+    lab_log "=== mode $mode ==="
+    lab_flush_conntrack
+    lab_zero_counters
+    case $mode in
+    alg)
+        if ! alg_start conformance; then
+            echo "setup_error=ftp-alg did not become ready (log: $LAB_LOGS/alg-conformance.stderr)" >>"$meta"
+            return 0
+        fi
+        ;;
+    kernel) lab_kernel_helper on ;;
+    none) ;;
+    esac
+    local args=(run --ns-prefix "$LAB_PREFIX" --mode "$mode" --out "$json" --log "$plog")
+    [[ -z $only ]] || args+=(--only "$only")
+    local rc=0
+    timeout -k 5 200 "${PY[@]}" "${args[@]}" &
+    PY_PID=$!
+    wait "$PY_PID" || rc=$?
+    PY_PID=
+    ((rc == 0)) || echo "setup_error=the scripted peers exited with status $rc (log: $plog)" >>"$meta"
+    local f4 i4 f6 i6
+    f4=$(invalid_count 4 FORWARD)
+    i4=$(invalid_count 4 INPUT)
+    f6=$(invalid_count 6 FORWARD)
+    i6=$(invalid_count 6 INPUT)
+    {
+        echo "invalid_total=$((f4 + i4 + f6 + i6))"
+        echo "invalid=INVALID drops on the gateway: v4 FORWARD $f4, v4 INPUT $i4, v6 FORWARD $f6, v6 INPUT $i6"
+    } >>"$meta"
+    case $mode in
+    alg)
+        local alive=yes
+        kill -0 "$ALG_PID" 2>/dev/null || alive=no
+        echo "alive=$alive" >>"$meta"
+        nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-conformance.txt" 2>&1 || true
+        alg_stop
+        echo "exit=$ALG_RC" >>"$meta"
+        ;;
+    kernel) lab_kernel_helper off ;;
+    esac
+    echo "seconds=$((SECONDS - t0)) s" >>"$meta"
+}
+
+for m in "${mode_list[@]}"; do
+    run_mode "$m"
+done
+
+results=()
+for m in "${mode_list[@]}"; do results+=(--result "$m=$LAB_LOGS/conformance-$m.json"); done
+table_args=("${results[@]}")
+[[ -z $only ]] || table_args+=(--partial)
+rc=0
+"${PY[@]}" table "${table_args[@]}" || rc=$?
+echo
+echo "logs: $LAB_LOGS (daemon: alg-conformance.stderr; peers: conformance-<mode>.log)"
+echo "total time: $((SECONDS - t_start)) s"
+if ((rc == 0)); then echo "RESULT: every ftp-alg case as expected"; else echo "RESULT: ftp-alg does not pass the conformance table"; fi
+exit "$rc"

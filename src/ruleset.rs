@@ -487,7 +487,7 @@ impl Drop for Installed {
 /// Rejects configurations that would produce a broken ruleset.
 fn validate(cfg: &Config) -> Result<(), RulesetError> {
     cfg.validate()
-        .map_err(|e| RulesetError::other("config", &e.to_string()))
+        .map_err(|e| RulesetError::other("config", e.to_string()))
 }
 
 /// Address family of an iptables-nft command.

@@ -186,7 +186,9 @@ class Session:
         self.label = f"{path} {c.getsockname()[0]}:{c.getsockname()[1]} -> {dial}:21"
         log(f"  [{self.label}] server sees peer {speer[0]}:{speer[1]}")
         if speer[0] != peer:
-            self.case.problem(f"[{path}] server saw the control connection from {speer[0]}, expected {peer}")
+            self.case.problem(
+                f"[{path}] server saw the control connection from {speer[0]}, expected {peer}", "wrong peer"
+            )
 
     # -- raw I/O
     def _pump(self, sock, buf, want_newlines, deadline):
@@ -244,7 +246,9 @@ class Session:
         setattr(self, mark_attr, end)
         log(f"  [{self.path}] {who} received {show(got)}")
         if got != expected:
-            self.case.problem(f"[{self.path}] {who} received {show(got)!r}, expected {show(expected)!r}")
+            self.case.problem(
+                f"[{self.path}] {who} received {show(got)!r}, expected {show(expected)!r}", "bytes differ"
+            )
             return False
         return True
 
@@ -269,6 +273,16 @@ class Session:
 
     def greet(self):
         return self.s(["220 ftp-alg conformance peer\r\n"])
+
+    def login(self):
+        """Greeting and login: the line under test is then not the first
+        line of the connection (the kernel helper never parses that one;
+        case 4 tests it on purpose)."""
+        self.greet()
+        self.c(["USER anonymous\r\n"])
+        self.s(["331 Please specify the password.\r\n"])
+        self.c(["PASS guest\r\n"])
+        return self.s(["230 Login successful.\r\n"])
 
     def noop(self):
         ok = self.c(["NOOP\r\n"])
@@ -424,7 +438,7 @@ class Case:
             self.problem(
                 f"{tag}: the data connection WORKED although nothing may be opened "
                 f"(from {from_ns} to {where}; {detail})",
-                "data opened (must stay closed)",
+                "data opened",
             )
         return ok
 
@@ -564,7 +578,7 @@ def case01(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c(["PORT 198,51,", f"100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -577,7 +591,7 @@ def case02(c):
     p1, p2 = P(port)
     lst = c.listen("si", SI, port)
     s = c.session("co")
-    s.greet()
+    s.login()
     s.c(["PASV\r\n"])
     s.s(
         ["227 Entering Passive Mode (192,0,2,", f"10,{p1},{p2}).\r\n"],
@@ -593,7 +607,7 @@ def case03(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"NOOP\r\nPORT 198,51,100,2,{p1},{p2}\r\n"], f"NOOP\r\nPORT 203,0,113,254,{p1},{p2}\r\n")
     s.s(["200 NOOP ok.\r\n", "200 PORT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -619,7 +633,7 @@ def case05(c):
     p1, p2 = P(port)
     lst = c.listen("si", SI, port)
     s = c.session("co")
-    s.greet()
+    s.login()
     s.c(["PASV\r\n"])
     s.s(
         [f"227-Entering Passive Mode\r\n227 Entering Passive Mode (192,0,2,10,{p1},{p2})\r\n"],
@@ -635,7 +649,7 @@ def case06(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"PORT 198,51,100,2,{p1},{p2}\n"], f"PORT 203,0,113,254,{p1},{p2}\n")
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -648,7 +662,7 @@ def case07(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"port 198,051,100,002,{p1:03d},{p2:03d}   \r\n"], f"port 203,0,113,254,{p1},{p2}   \r\n")
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -660,7 +674,7 @@ def case08(c):
     port = c.port(0)
     lst = c.listen("cs", CS, port)
     s = c.session("cs")
-    s.greet()
+    s.login()
     s.c([f"EPRT |1|198.51.100.222|{port}|\r\n"], f"EPRT |1|203.0.113.1|{port}|\r\n")
     s.s(["200 EPRT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -669,7 +683,7 @@ def case08(c):
     port = c.port(1)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"EPRT |1|198.51.100.2|{port}|\r\n"], f"EPRT |1|203.0.113.254|{port}|\r\n")
     s.s(["200 EPRT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -681,7 +695,7 @@ def case09(c):
     ports = [c.port(0), c.port(1)]
     lsts = [c.listen("cl", CL, p) for p in ports]
     s = c.session("cl")
-    s.greet()
+    s.login()
     sent = [f"PORT 198,51,100,2,{P(p)[0]},{P(p)[1]}\r\n" for p in ports]
     want = "".join(f"PORT 203,0,113,254,{P(p)[0]},{P(p)[1]}\r\n" for p in ports)
     s.c(sent, want)
@@ -697,9 +711,7 @@ def case10(c):
     p1, p2 = P(port)
     lst = c.listen("so", SO, port)
     s = c.session("cl")
-    s.greet()
-    s.c(["USER a\r\n"])
-    s.s(["331 Please specify the password.\r\n"])
+    s.login()
     s.s([f"227 Entering Passive Mode (203,0,113,10,{p1},{p2})\r\n"])
     c.passive_data(s, [lst], False)
     s.noop()
@@ -712,7 +724,7 @@ def case11(c):
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
     s.c(["GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n"])
-    s.greet()
+    s.login()
     s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
@@ -725,7 +737,7 @@ def case12(c):
     p1, p2 = P(port)
     lsts = [c.listen("si", SI, port), c.listen("cl", CL, port)]
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"PORT 192,0,2,10,{p1},{p2}\r\n"])
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, lsts, False, probes=[(CL_PUB, port)])
@@ -735,7 +747,7 @@ def case12(c):
 def case13(c):
     """PORT octet > 255 (198,51,100,258 and 198,51,356,2) and port > 65535 (p1=256)"""
     s = c.session("cl")
-    s.greet()
+    s.login()
     # a) last octet 258 (the kernel's parser ORs it into 198.51.101.2)
     port = c.port(0)
     p1, p2 = P(port)
@@ -765,7 +777,7 @@ def case14(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
@@ -778,7 +790,7 @@ def case15(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c(["AUTH TLS\r\n"])
     s.s(["234 Proceed with negotiation.\r\n"])
     s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
@@ -793,7 +805,7 @@ def case16(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
     s.s(["500 Illegal PORT command.\r\n"])
     c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
@@ -806,7 +818,7 @@ def case17(c):
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
-    s.greet()
+    s.login()
     s.c(["P", "ORT 198,5", f"1,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
     s.s(["200 PORT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -818,7 +830,7 @@ def case18(c):
     port = c.port(0)
     lst = c.listen("cl", CL6, port)
     s = c.session("cl6")
-    s.greet()
+    s.login()
     s.c([f"EPRT |2|{CL6}|{port}|\r\n"])
     s.s(["200 EPRT command successful.\r\n"])
     c.active_data(s, [lst], True)
@@ -876,7 +888,7 @@ def run_case(ctx, num, title, expect, fn):
         fn(c)
     except Abort as e:
         aborted = str(e)
-        c.problem(f"{e}; the rest of the case did not run", "control stalled")
+        c.problem(f"{e}; the rest of the case did not run", "stalled")
     except OSError as e:
         aborted = f"socket error: {e}"
         c.problem(f"peer socket error: {e}; the rest of the case did not run", "peer socket error")
@@ -885,9 +897,7 @@ def run_case(ctx, num, title, expect, fn):
         sess.close(graceful=ok)
     c.cleanup()
     dt = time.monotonic() - t0
-    shorts = list(dict.fromkeys(c.short))
-    if not c.short and c.problems:
-        shorts = ["bytes differ"]
+    shorts = list(dict.fromkeys(c.short)) or ["see details"]
     result = {
         "num": num,
         "title": title,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/conformance.sh -- the conformance table of ftp-alg (run as root).
 #
-#   scripts/conformance.sh [--modes alg,kernel[,none]] [--only 1,2,..]
+#   scripts/conformance.sh [--modes alg,kernel[,none]] [--only 1,2,..] [--pcap]
 #
 # Builds a private lab with scripts/lib-lab.sh (lab id "cf<pid>", namespaces
 # fa-lab-cf<pid>-*), replaces its vsftpd servers by the scripted peers of
@@ -19,7 +19,8 @@
 # or interrupt.
 #
 # Environment: FTP_ALG_BIN (default target/release/ftp-alg), RUST_LOG (for the
-# daemon; default debug here), LAB_LOG_DIR (default target/lab-logs).
+# daemon; default debug here), LAB_LOG_DIR (default target/lab-logs),
+# LAB_PCAP=1 (same as --pcap: tcpdump on the gateway's interfaces).
 # Logs: target/lab-logs/<lab id>/ (alg-conformance.stderr = the daemon's log,
 # conformance-<mode>.log = every segment the peers sent and received,
 # conformance-<mode>.json = results with control-connection transcripts).
@@ -34,6 +35,7 @@ source "$HERE/lib-lab.sh"
 
 modes=${CONFORMANCE_MODES:-alg,kernel}
 only=
+pcap=${LAB_PCAP:-0}
 while (($#)); do
     case $1 in
     --modes | --mode)
@@ -43,6 +45,10 @@ while (($#)); do
     --only)
         only=${2:?--only needs a value}
         shift 2
+        ;;
+    --pcap)
+        pcap=1
+        shift
         ;;
     -h | --help)
         sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
@@ -93,6 +99,8 @@ fi
 t_start=$SECONDS
 LAB_OWNED=1
 lab_up
+# Captures on the gateway's interfaces (target/lab-logs/<id>/gw-*.pcap).
+if [[ $pcap == 1 ]]; then lab_pcap_start; fi
 
 # The scripted server takes port 21: stop the lab's vsftpd instances (started
 # by lab_up, recorded with their PIDs).

@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 
 use crate::ftp::lines::{Line, LineAssembler, Position};
 use crate::ftp::plan::{plan, Endpoints, Policy};
-use crate::ftp::session::{ControlSession, Event, Form};
+use crate::ftp::session::{ControlSession, Event, Form, Phase};
+use crate::ftp::tls::TlsRecords;
 use crate::packet::{Fixup, TcpSegment};
 use crate::pinhole::Pinhole;
 use crate::seq::{Edit, SeqNum, StreamEdits};
@@ -139,9 +140,16 @@ struct Half {
     edits: StreamEdits,
     /// The bytes of the line in progress are held back (not forwarded).
     withholding: bool,
+    /// TLS record framing, from `AUTH TLS` until cleartext resumes.
+    tls: Option<TlsRecords>,
 }
 
 impl Half {
+    /// True once this direction left TLS for cleartext (after `CCC`).
+    fn is_cleartext(&self) -> bool {
+        self.tls.is_none()
+    }
+
     /// Makes sure the original bytes `line` at `at` reach the wire whole,
     /// with the next segment that touches them: if no rewrite covers them,
     /// an identity edit does.
@@ -375,6 +383,7 @@ impl Flow {
             lines: LineAssembler::new(max_line),
             edits: StreamEdits::default(),
             withholding: false,
+            tls: None,
         };
         Flow {
             control,
@@ -422,8 +431,17 @@ impl Flow {
                 this.lines.start_at(data_seq);
             }
         }
+        if !payload.is_empty() && self.control.phase() == Phase::Tls {
+            self.follow_tls(dir, data_seq, payload);
+        }
         let mut send = payload;
-        if !payload.is_empty() && self.control.is_parsing() {
+        // Lines are followed while the session is parsed, and under TLS in a
+        // direction already back in cleartext (so the other can catch up).
+        let follow_lines = match self.control.phase() {
+            Phase::Tls => self.halves(dir).0.is_cleartext(),
+            _ => self.control.is_parsing(),
+        };
+        if !payload.is_empty() && follow_lines {
             let mut lines: Vec<(SeqNum, Option<Vec<u8>>)> = Vec::new();
             let (this, _) = self.halves(dir);
             let was_withholding = this.withholding;
@@ -556,13 +574,34 @@ impl Flow {
                 info!(%client, reason = why, "line ignored; nothing opened")
             }
             Some(Event::TlsStarted) => {
-                info!(%client, "control session switched to TLS; no longer parsed")
+                info!(%client, "control session switched to TLS; no longer parsed");
+                // Records start right after the 234 line from the server and
+                // after the last parsed line from the client.
+                let server_start = at.offset(line.len() as i64);
+                let client_start = self.to_server.lines.next_seq().unwrap_or(server_start);
+                self.to_client.tls = Some(TlsRecords::new(server_start));
+                self.to_server.tls = Some(TlsRecords::new(client_start));
             }
             Some(Event::Reset) => {
                 let closed = self.close_pinholes(shared);
                 debug!(%client, pinholes = closed.len(), "REIN/QUIT accepted; pinholes closed");
                 decision.close.extend(closed);
             }
+        }
+    }
+
+    /// Under TLS, follows the record framing of one direction; once both
+    /// directions are back in cleartext (after `CCC`), parsing resumes.
+    fn follow_tls(&mut self, dir: Dir, data_seq: SeqNum, payload: &[u8]) {
+        let (this, _) = self.halves(dir);
+        let Some(tls) = this.tls.as_mut() else { return };
+        if let Some(clear) = tls.feed(data_seq, payload) {
+            this.tls = None;
+            this.lines.start_at(clear);
+        }
+        if self.to_server.is_cleartext() && self.to_client.is_cleartext() {
+            info!(client = %self.client, "control session back in cleartext (CCC); parsed again");
+            self.control.resume_cleartext();
         }
     }
 

@@ -342,3 +342,73 @@ fn refused_port_and_quit_close_pinholes() {
     sim.send(Side::Server, b"221 bye\r\n", &[]);
     assert_eq!(sim.closed, sim.opened, "QUIT closes the rest");
 }
+
+/// A TLS record of `kind` with `len` opaque bytes.
+fn tls_record(kind: u8, len: usize) -> Vec<u8> {
+    let mut r = vec![kind, 3, 3, (len >> 8) as u8, len as u8];
+    r.extend(std::iter::repeat_n(0x5a, len));
+    r
+}
+
+#[test]
+fn auth_tls_stops_parsing_and_ccc_resumes_it() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "AUTH TLS\r\n"),
+            (Side::Server, "234 go ahead\r\n"),
+        ],
+    );
+    // Under TLS: bytes that look like an announcement are opaque record
+    // content, never parsed, never rewritten.
+    let mut hello = tls_record(22, 200);
+    hello.extend_from_slice(&tls_record(23, 30));
+    sim.send(Side::Client, &hello, &[7, 100]);
+    let mut server_hs = tls_record(22, 120);
+    server_hs.extend_from_slice(&tls_record(23, 40)); // "200 CCC ok" inside TLS
+    server_hs.extend_from_slice(&tls_record(21, 26)); // close_notify
+    sim.send(Side::Server, &server_hs, &[3]);
+    let mut client_close = tls_record(23, 20); // "CCC" inside TLS
+    client_close.extend_from_slice(&tls_record(21, 26));
+    sim.send(Side::Client, &client_close, &[]);
+    assert!(sim.opened.is_empty());
+    // Both sides left TLS: cleartext is parsed again.
+    sim.send(Side::Client, b"PORT 198,51,100,2,195,80\r\n", &[9]);
+    sim.send(Side::Server, b"200 ok\r\n", &[]);
+    assert_eq!(sim.opened.len(), 1, "PORT after CCC honoured");
+    let got = sim.received(Side::Client);
+    assert!(
+        got.ends_with(b"PORT 203,0,113,254,195,80\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got[got.len() - 30..])
+    );
+}
+
+#[test]
+fn tls_without_ccc_never_opens() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "AUTH TLS\r\n"),
+            (Side::Server, "234 go ahead\r\n"),
+        ],
+    );
+    let mut records = tls_record(22, 50);
+    records.extend_from_slice(b"PORT 198,51,100,2,195,80\r\n");
+    sim.send(Side::Client, &records, &[]);
+    sim.send(
+        Side::Server,
+        b"227 Entering Passive Mode (203,0,113,10,4,1)\r\n",
+        &[],
+    );
+    assert!(sim.opened.is_empty());
+    assert!(
+        sim.received(Side::Client)
+            .ends_with(b"PORT 198,51,100,2,195,80\r\n"),
+        "forwarded untouched"
+    );
+}

@@ -5,3 +5,4 @@ pub mod lines;
 pub mod parse;
 pub mod plan;
 pub mod session;
+pub mod tls;

@@ -112,6 +112,17 @@ impl ControlSession {
         !matches!(self.phase, Phase::Tls | Phase::NotFtp)
     }
 
+    /// After `CCC` (RFC 4217 §6) both directions are cleartext again:
+    /// parse again, pairing replies from the next command on (the commands
+    /// sent under TLS were not seen).
+    pub fn resume_cleartext(&mut self) {
+        if self.phase == Phase::Tls {
+            self.phase = Phase::Ready;
+            self.outstanding.clear();
+            self.multiline = None;
+        }
+    }
+
     /// Stops honouring this session (e.g. a line limit was exceeded).
     pub fn give_up(&mut self) {
         self.phase = Phase::NotFtp;

@@ -165,6 +165,7 @@ class Session:
         self.client = None
         self.server = None
         self.label = f"{path} -> {dial}:21"
+        self.client_addr = None
         case.sessions.append(self)
         listener = case.ctx.server_listener(path)
         c = case.ctx.ns.socket(cns, fam)
@@ -183,7 +184,8 @@ class Session:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
         self.server = s
-        self.label = f"{path} {c.getsockname()[0]}:{c.getsockname()[1]} -> {dial}:21"
+        self.client_addr = fmt(*c.getsockname()[:2])
+        self.label = f"{path} {self.client_addr} -> {dial}:21"
         log(f"  [{self.label}] server sees peer {speer[0]}:{speer[1]}")
         if speer[0] != peer:
             self.case.problem(
@@ -909,7 +911,8 @@ def run_case(ctx, num, title, expect, fn):
         "aborted": aborted,
         "seconds": round(dt, 2),
         "transcripts": [
-            {"session": s.label, "server_received": show(s.s_rx), "client_received": show(s.c_rx)}
+            {"session": s.label, "client": s.client_addr, "server_received": show(s.s_rx),
+             "client_received": show(s.c_rx)}
             for s in c.sessions
         ],
     }
@@ -957,10 +960,30 @@ def read_meta(path):
     return meta
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def daemon_lines(path, client, limit=40):
+    """The daemon's log lines about one control session (client=ADDR:PORT)."""
+    if not path or not client or not os.path.exists(path):
+        return []
+    key = f"client={client}"
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = ANSI.sub("", line.rstrip("\n"))
+            if key in line or f"src={client}" in line:
+                out.append(line)
+    if len(out) > limit:
+        out = out[:limit] + [f"... {len(out) - limit} more lines in {path}"]
+    return out or [f"(no line with '{key}' in {path})"]
+
+
 def cmd_table(args):
     modes = []
     data = {}
     metas = {}
+    daemon_logs = dict(x.partition("=")[::2] for x in args.daemon_log)
     for spec in args.result:
         mode, _, path = spec.partition("=")
         modes.append(mode)
@@ -1025,6 +1048,8 @@ def cmd_table(args):
                     print(f"    session {t['session']}:")
                     print(f"      server received: {t['server_received']}")
                     print(f"      client received: {t['client_received']}")
+                    for line in daemon_lines(daemon_logs.get(m), t.get("client")):
+                        print(f"      | {line}")
     return rc
 
 
@@ -1041,6 +1066,8 @@ def main():
     t.add_argument("--result", action="append", default=[], help="MODE=FILE.json (MODE.meta beside it)")
     t.add_argument("--partial", action="store_true", help="a subset of cases ran (--only)")
     t.add_argument("--verbose", action="store_true", help="transcripts for every failed case")
+    t.add_argument("--daemon-log", action="append", default=[],
+                   help="MODE=FILE: the daemon's stderr, quoted for failed cases")
     args = ap.parse_args()
     if args.cmd == "run":
         sys.exit(cmd_run(args))

@@ -181,7 +181,7 @@ done
 
 results=()
 for m in "${mode_list[@]}"; do results+=(--result "$m=$LAB_LOGS/conformance-$m.json"); done
-table_args=("${results[@]}")
+table_args=("${results[@]}" --daemon-log "alg=$LAB_LOGS/alg-conformance.stderr")
 [[ -z $only ]] || table_args+=(--partial)
 rc=0
 "${PY[@]}" table "${table_args[@]}" || rc=$?

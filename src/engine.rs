@@ -26,6 +26,7 @@ use crate::ftp::tls::TlsRecords;
 use crate::packet::{Fixup, TcpSegment};
 use crate::pinhole::Pinhole;
 use crate::seq::{Edit, SeqNum, StreamEdits};
+use crate::telemetry::{EngineStats, SessionInfo};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -213,6 +214,7 @@ struct Shared<'a> {
     /// Pre-DNAT (source, destination, port) of every live DNAT pinhole:
     /// two pinholes must never claim the same public port.
     dnat_in_use: &'a mut HashSet<(IpAddr, IpAddr, u16)>,
+    stats: &'a mut EngineStats,
 }
 
 /// The FTP ALG engine for all control connections through one gateway.
@@ -221,6 +223,7 @@ pub struct Engine {
     cfg: EngineConfig,
     flows: HashMap<SocketAddr, Flow>,
     dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
+    stats: EngineStats,
 }
 
 fn dnat_key(p: &Pinhole) -> Option<(IpAddr, IpAddr, u16)> {
@@ -234,7 +237,15 @@ impl Engine {
             cfg,
             flows: HashMap::new(),
             dnat_in_use: HashSet::new(),
+            stats: EngineStats::default(),
         }
+    }
+
+    /// Replaces the settings (policy, limits, timeouts) of a running
+    /// engine; sessions and pinholes are kept, and pinholes already open
+    /// keep their lifetime.
+    pub fn set_config(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
     }
 
     /// Number of tracked control sessions.
@@ -298,6 +309,7 @@ impl Engine {
             flow.syn_seq = Some(seg.seq);
             flow.to_server.lines.start_at(seg.seq.offset(1));
             self.flows.insert(client, flow);
+            self.stats.sessions_opened += 1;
             debug!(%client, server = %seg.dst, "control session opened");
         }
         if !self.flows.contains_key(&client) {
@@ -313,6 +325,7 @@ impl Engine {
             info!(%client, "control session picked up mid-stream");
             let flow = Flow::new(client, ControlSession::resync(), now, self.cfg.max_line);
             self.flows.insert(client, flow);
+            self.stats.sessions_opened += 1;
         }
         let flow = self.flows.get_mut(&client).expect("inserted above");
         if dir == Dir::ToServer {
@@ -327,6 +340,7 @@ impl Engine {
         let mut shared = Shared {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
+            stats: &mut self.stats,
         };
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared);
         decision.close.extend(close);
@@ -363,15 +377,28 @@ impl Engine {
                 if let Some(k) = dnat_key(&live.pinhole) {
                     self.dnat_in_use.remove(&k);
                 }
+                self.stats.pinholes_expired += 1;
             }
         }
         close
     }
 
+    /// Counters since start.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The live sessions, for `ftp-alg status`.
+    pub fn snapshot(&self, now: Instant) -> Vec<SessionInfo> {
+        self.flows.values().map(|f| f.info(now)).collect()
+    }
+
     fn release_all(&mut self, mut flow: Flow) -> Vec<Pinhole> {
+        self.stats.sessions_closed += 1;
         let mut shared = Shared {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
+            stats: &mut self.stats,
         };
         flow.close_pinholes(&mut shared)
     }
@@ -455,6 +482,7 @@ impl Flow {
                 // let an announcement through unrewritten. The sender
                 // retransmits it once the hole is filled.
                 debug!(client = %self.client, ?dir, "out-of-order control data dropped");
+                shared.stats.segments_held += 1;
                 decision.verdict = Verdict::Drop;
                 return decision;
             }
@@ -473,6 +501,7 @@ impl Flow {
                     None => {
                         warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
                         self.control.give_up();
+                        shared.stats.refuse("overlong_line");
                     }
                 }
             }
@@ -498,6 +527,7 @@ impl Flow {
                 send = &payload[..keep];
                 if send.is_empty() && !seg.flags.syn {
                     debug!(client = %self.client, ?dir, "possible announcement split across segments: held back");
+                    shared.stats.segments_held += 1;
                     decision.verdict = Verdict::Drop;
                     return decision;
                 }
@@ -533,6 +563,7 @@ impl Flow {
                 let free = |p: &Pinhole| dnat_key(p).is_none_or(|k| !in_use.contains(&k));
                 match plan(form, &hp, &ep, &shared.cfg.policy, free) {
                     Ok(plan) => {
+                        *shared.stats.announcements.entry(form.key()).or_default() += 1;
                         if let Some(text) = &plan.replacement {
                             let mut new = Vec::with_capacity(line.len() + text.len());
                             new.extend_from_slice(&line[..hp.span.start]);
@@ -549,12 +580,14 @@ impl Flow {
                                 warn!(%client, ?form, "rewrite overlaps an earlier one; nothing opened");
                                 return;
                             }
+                            shared.stats.rewrites += 1;
                             info!(%client, ?form, from = %String::from_utf8_lossy(&line[hp.span.clone()]),
                                   to = %String::from_utf8_lossy(text), delta, "announcement rewritten");
                         }
                         self.add_pinhole(now, form, plan.pinhole, shared, decision);
                     }
                     Err(why) => {
+                        shared.stats.refuse(why.key());
                         info!(%client, ?form, reason = %why, "announcement refused; nothing opened")
                     }
                 }
@@ -571,9 +604,11 @@ impl Flow {
                 }
             }
             Some(Event::Ignored(why)) => {
-                info!(%client, reason = why, "line ignored; nothing opened")
+                shared.stats.refuse(why.key());
+                info!(%client, reason = %why, "line ignored; nothing opened")
             }
             Some(Event::TlsStarted) => {
+                shared.stats.tls_sessions += 1;
                 info!(%client, "control session switched to TLS; no longer parsed");
                 // Records start right after the 234 line from the server and
                 // after the last parsed line from the client.
@@ -605,6 +640,32 @@ impl Flow {
         }
     }
 
+    fn info(&self, now: Instant) -> SessionInfo {
+        let state = match (self.closed_at, self.control.phase()) {
+            (Some(_), _) => "closed",
+            (None, Phase::AwaitGreeting) => "greeting",
+            (None, Phase::Resync) => "resync",
+            (None, Phase::Ready) => "ready",
+            (None, Phase::Tls) => "tls",
+            (None, Phase::NotFtp) => "not-ftp",
+        };
+        SessionInfo {
+            client: self.client,
+            client_public: self.nat.map(|n| n.client_public),
+            server_public: self.server_public,
+            server_real: self.nat.map(|n| n.server_real),
+            state,
+            delta_to_server: self.to_server.edits.total_delta(),
+            delta_to_client: self.to_client.edits.total_delta(),
+            idle: now.saturating_duration_since(self.last_seen),
+            pinholes: self
+                .pinholes
+                .iter()
+                .map(|p| (p.pinhole, p.expires.saturating_duration_since(now)))
+                .collect(),
+        }
+    }
+
     fn endpoints(&self) -> Option<Endpoints> {
         let nat = self.nat?;
         Some(Endpoints {
@@ -631,6 +692,7 @@ impl Flow {
         if let Some(k) = dnat_key(&pinhole) {
             shared.dnat_in_use.insert(k);
         }
+        shared.stats.pinholes_opened += 1;
         info!(client = %self.client, ?form, %pinhole, "pinhole opened");
         self.pinholes.push_back(LivePinhole {
             pinhole,
@@ -737,4 +799,5 @@ fn release(p: &Pinhole, shared: &mut Shared<'_>) {
     if let Some(k) = dnat_key(p) {
         shared.dnat_in_use.remove(&k);
     }
+    shared.stats.pinholes_closed += 1;
 }

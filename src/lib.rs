@@ -20,3 +20,4 @@ pub mod packet;
 pub mod pinhole;
 pub mod ruleset;
 pub mod seq;
+pub mod telemetry;

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
 use ftp_alg::engine::Engine;
 use ftp_alg::nfqueue::{run_until_signalled, Worker};
 use ftp_alg::ruleset;
+use ftp_alg::telemetry;
 
 /// Userspace FTP ALG for Linux gateways: follows FTP control connections
 /// through NFQUEUE, rewrites PORT/EPRT/227/229 for NAT and opens exact,
@@ -143,7 +144,7 @@ fn main() -> ExitCode {
                 Err(e) => return config_error(&e),
             };
             init_logging(&cfg);
-            match run(&cfg) {
+            match run(&cfg, args.common.config.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e}");
@@ -154,7 +155,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: &Config) -> Result<(), Box<dyn std::error::Error>> {
+fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::new(cfg.engine());
     // Rules first: the pinhole backend needs ftp-alg's table to exist.
     // The queue rules use bypass, so traffic flows (unhelped) until the
@@ -164,18 +165,54 @@ fn run(cfg: &Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    let result = Worker::open(engine, cfg.queue_num, TABLE_NAME, cfg.pinhole_timeout).and_then(
-        |mut worker| {
-            info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
-            println!("ftp-alg ready (queue {})", cfg.queue_num);
-            let _ = std::io::stdout().flush();
-            run_until_signalled(&mut worker)
-        },
-    );
+    let published = telemetry::Shared::default();
+    let result = Worker::open(
+        engine,
+        cfg.queue_num,
+        TABLE_NAME,
+        cfg.pinhole_timeout,
+        published,
+    )
+    .and_then(|mut worker| {
+        info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
+        println!("ftp-alg ready (queue {})", cfg.queue_num);
+        let _ = std::io::stdout().flush();
+        let mut reload = |worker: &mut Worker| reload_config(cfg, config_path.as_deref(), worker);
+        run_until_signalled(&mut worker, &mut reload)
+    });
     if let Some(installed) = installed {
         installed.remove()?;
         info!("rules removed");
     }
     result?;
     Ok(())
+}
+
+/// SIGHUP: policy, limits and timeouts take effect at once; keys that
+/// shape the installed rules need a restart and are reported.
+fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut Worker) {
+    let Some(path) = path else {
+        info!("SIGHUP without --config: nothing to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(new) => {
+            if (
+                &new.control_ports,
+                new.queue_num,
+                new.ct_mark,
+                new.install_rules,
+            ) != (
+                &running.control_ports,
+                running.queue_num,
+                running.ct_mark,
+                running.install_rules,
+            ) {
+                warn!("control_ports, queue, ct_mark and install_rules change only with a restart");
+            }
+            worker.reconfigure(new.engine(), new.pinhole_timeout);
+            info!(file = %path.display(), "configuration reloaded");
+        }
+        Err(e) => error!("reload refused, previous configuration kept: {e}"),
+    }
 }

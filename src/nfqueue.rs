@@ -3,7 +3,8 @@
 //!
 //! One thread receives packets (blocking `recv`, as `nfq` offers no
 //! pollable descriptor) and a second one wakes it with a harmless signal
-//! once a second, for timers, and at once when a stop is requested.
+//! once a second, for timers and telemetry, and at once when a signal
+//! asks to stop or to reload.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,10 +16,12 @@ use nix::sys::signal::{self, SigHandler, SigSet, Signal};
 use tracing::{debug, error, info, warn};
 
 use crate::conntrack::Conntrack;
-use crate::engine::{Decision, Engine, NatMapping, Outcome, Verdict};
+use crate::engine::{Decision, Engine, EngineConfig, NatMapping, Outcome, Verdict};
 use crate::nft::NftPinholes;
+use crate::pinhole::Pinhole;
+use crate::telemetry::{self, ShellStats};
 
-/// How often the engine's timers run when no packet arrives.
+/// How often the engine's timers run and telemetry is published.
 const TICK: Duration = Duration::from_secs(1);
 
 /// The I/O around one engine: a bound queue, a conntrack socket and the
@@ -29,6 +32,8 @@ pub struct Worker {
     conntrack: Conntrack,
     pinholes: NftPinholes,
     pinhole_timeout: Duration,
+    stats: ShellStats,
+    published: telemetry::Shared,
 }
 
 impl Worker {
@@ -39,6 +44,7 @@ impl Worker {
         queue_num: u16,
         table: &str,
         pinhole_timeout: Duration,
+        published: telemetry::Shared,
     ) -> io::Result<Self> {
         let mut queue = nfq::Queue::open()?;
         queue.bind(queue_num).map_err(|e| {
@@ -53,14 +59,31 @@ impl Worker {
             conntrack: Conntrack::open()?,
             pinholes: NftPinholes::open(table)?,
             pinhole_timeout,
+            stats: ShellStats::default(),
+            published,
         })
     }
 
-    /// Processes packets until `stop` becomes true. Returns an error only
-    /// when the queue socket itself fails.
-    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
-        let mut next_poll = Instant::now() + TICK;
-        while !stop.load(Ordering::SeqCst) {
+    /// Replaces the engine's settings (SIGHUP); sessions are kept.
+    pub fn reconfigure(&mut self, cfg: EngineConfig, pinhole_timeout: Duration) {
+        self.engine.set_config(cfg);
+        self.pinhole_timeout = pinhole_timeout;
+    }
+
+    /// Processes packets until `signals.stop` is raised, calling `reload`
+    /// when `signals.reload` is. Returns an error only when the queue
+    /// socket itself fails.
+    pub fn run(
+        &mut self,
+        signals: &Signals,
+        reload: &mut dyn FnMut(&mut Worker),
+    ) -> io::Result<()> {
+        let mut next_tick = Instant::now() + TICK;
+        self.publish(Instant::now());
+        while !signals.stop.load(Ordering::SeqCst) {
+            if signals.reload.swap(false, Ordering::SeqCst) {
+                reload(self);
+            }
             match self.queue.recv() {
                 Ok(msg) => self.process(msg),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -70,18 +93,34 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            if now >= next_poll {
-                next_poll = now + TICK;
+            if now >= next_tick {
+                next_tick = now + TICK;
                 for p in self.engine.poll(now) {
                     self.remove_pinhole(&p);
                 }
+                self.publish(now);
             }
         }
         Ok(())
     }
 
+    /// Publishes counters and live sessions for the metrics endpoint and
+    /// the status socket (readers never touch the engine).
+    fn publish(&mut self, now: Instant) {
+        let snapshot = telemetry::Published {
+            engine: self.engine.stats().clone(),
+            shell: self.stats.clone(),
+            sessions: self.engine.snapshot(now),
+        };
+        match self.published.lock() {
+            Ok(mut slot) => *slot = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+
     fn process(&mut self, mut msg: nfq::Message) {
         let now = Instant::now();
+        self.stats.packets += 1;
         let decision = self.decide(now, msg.get_payload());
         for p in &decision.close {
             self.remove_pinhole(p);
@@ -90,12 +129,14 @@ impl Worker {
             // Installed before the verdict: the peer may connect as soon
             // as the announcement reaches it.
             if let Err(e) = self.pinholes.add(p, self.pinhole_timeout) {
+                self.stats.pinhole_errors += 1;
                 error!(pinhole = %p, error = %e, "cannot install pinhole");
             }
         }
         match decision.verdict {
             Verdict::Accept => msg.set_verdict(nfq::Verdict::Accept),
             Verdict::Replace(bytes) => {
+                self.stats.packets_modified += 1;
                 msg.set_payload(bytes);
                 msg.set_verdict(nfq::Verdict::Accept);
             }
@@ -105,8 +146,10 @@ impl Worker {
         // its queue timeout and the sender retransmits); a broken socket
         // shows up in the next recv, which ends the loop.
         if let Err(e) = self.queue.verdict(msg) {
+            self.stats.verdict_errors += 1;
             error!(error = %e, "verdict not accepted by the kernel");
         }
+        self.stats.processing.observe(now.elapsed());
     }
 
     fn decide(&mut self, now: Instant, packet: &[u8]) -> Decision {
@@ -145,24 +188,38 @@ impl Worker {
         }
     }
 
-    fn remove_pinhole(&mut self, p: &crate::pinhole::Pinhole) {
+    fn remove_pinhole(&mut self, p: &Pinhole) {
         if let Err(e) = self.pinholes.remove(p) {
+            self.stats.pinhole_errors += 1;
             warn!(pinhole = %p, error = %e, "cannot remove pinhole (it expires by itself)");
         }
     }
 }
 
+/// Requests from signals to the worker loop.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// SIGTERM or SIGINT: remove everything and exit.
+    pub stop: AtomicBool,
+    /// SIGHUP: reload policy and timeouts.
+    pub reload: AtomicBool,
+}
+
 extern "C" fn on_wake(_: libc::c_int) {}
 
-/// Runs `worker` on the calling thread until SIGTERM or SIGINT. A helper
-/// thread takes those signals (they are blocked everywhere else), and
-/// interrupts the worker's blocking `recv` with SIGUSR1, once a second for
-/// timers and at once to stop.
-pub fn run_until_signalled(worker: &mut Worker) -> io::Result<()> {
-    let mut stop_signals = SigSet::empty();
-    stop_signals.add(Signal::SIGTERM);
-    stop_signals.add(Signal::SIGINT);
-    stop_signals.thread_block().map_err(io::Error::from)?;
+/// Runs `worker` on the calling thread until SIGTERM or SIGINT; SIGHUP
+/// calls `reload`. A helper thread takes those signals (they are blocked
+/// everywhere else), and interrupts the worker's blocking `recv` with
+/// SIGUSR1, once a second for timers and at once for a signal.
+pub fn run_until_signalled(
+    worker: &mut Worker,
+    reload: &mut dyn FnMut(&mut Worker),
+) -> io::Result<()> {
+    let mut handled = SigSet::empty();
+    handled.add(Signal::SIGTERM);
+    handled.add(Signal::SIGINT);
+    handled.add(Signal::SIGHUP);
+    handled.thread_block().map_err(io::Error::from)?;
     // SIGUSR1 only interrupts system calls: no SA_RESTART, empty handler.
     let wake = signal::SigAction::new(
         SigHandler::Handler(on_wake),
@@ -172,39 +229,46 @@ pub fn run_until_signalled(worker: &mut Worker) -> io::Result<()> {
     // SAFETY: the handler is async-signal-safe (it does nothing).
     unsafe { signal::sigaction(Signal::SIGUSR1, &wake) }.map_err(io::Error::from)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let signals = Arc::new(Signals::default());
+    // SAFETY: pthread_self has no preconditions.
     let worker_thread = unsafe { libc::pthread_self() };
     let done = Arc::new(AtomicBool::new(false));
     let waker = {
-        let (stop, done) = (stop.clone(), done.clone());
+        let (signals, done) = (signals.clone(), done.clone());
         std::thread::spawn(move || {
             let (tx, rx) = std::sync::mpsc::channel();
+            // Detached on purpose: it waits in sigwait until the process ends.
             std::thread::spawn(move || {
-                if let Ok(sig) = stop_signals.wait() {
-                    let _ = tx.send(sig);
+                while let Ok(sig) = handled.wait() {
+                    if tx.send(sig).is_err() {
+                        break;
+                    }
                 }
             });
             while !done.load(Ordering::SeqCst) {
                 match rx.recv_timeout(TICK) {
+                    Ok(Signal::SIGHUP) => {
+                        info!("SIGHUP: reloading configuration");
+                        signals.reload.store(true, Ordering::SeqCst);
+                    }
                     Ok(sig) => {
                         info!(signal = ?sig, "stopping");
-                        stop.store(true, Ordering::SeqCst);
+                        signals.stop.store(true, Ordering::SeqCst);
                     }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+                    Err(_) => {}
                 }
                 // SAFETY: the worker thread outlives this loop: it sets
                 // `done` before returning and we stop signalling then.
                 if !done.load(Ordering::SeqCst) {
                     unsafe { libc::pthread_kill(worker_thread, libc::SIGUSR1) };
                 }
-                if stop.load(Ordering::SeqCst) {
+                if signals.stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
         })
     };
-    let result = worker.run(&stop);
+    let result = worker.run(&signals, reload);
     done.store(true, Ordering::SeqCst);
     let _ = waker.join();
     result

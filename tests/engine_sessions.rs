@@ -63,6 +63,11 @@ fn port_behind_snat_lengthens() {
     );
     sim.close();
     assert_eq!(sim.closed, sim.opened, "pinholes closed with the session");
+    let stats = sim.engine.stats();
+    assert_eq!(stats.sessions_opened, 1);
+    assert_eq!(stats.announcements.get("port"), Some(&1));
+    assert_eq!(stats.rewrites, 1);
+    assert_eq!((stats.pinholes_opened, stats.pinholes_closed), (1, 1));
 }
 
 #[test]
@@ -233,6 +238,10 @@ fn unsolicited_227_and_bounce_open_nothing() {
         ],
     );
     assert!(sim.opened.is_empty(), "{:?}", sim.opened);
+    let refusals = &sim.engine.stats().refusals;
+    assert_eq!(refusals.get("unsolicited_reply"), Some(&1));
+    assert_eq!(refusals.get("third_party_address"), Some(&1));
+    assert_eq!(refusals.get("privileged_port"), Some(&1));
     // Refused lines are forwarded untouched.
     assert_eq!(
         sim.received(Side::Server),

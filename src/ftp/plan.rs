@@ -49,6 +49,19 @@ pub enum Refusal {
     NoPublicPort,
 }
 
+impl Refusal {
+    /// Short name, for metrics labels.
+    pub fn key(self) -> &'static str {
+        match self {
+            Refusal::ThirdPartyAddress => "third_party_address",
+            Refusal::PrivilegedPort => "privileged_port",
+            Refusal::PortZero => "port_zero",
+            Refusal::FamilyMismatch => "family_mismatch",
+            Refusal::NoPublicPort => "no_public_port",
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -71,7 +71,10 @@ lab_names "cf$(printf '%06d' $(($$ % 1000000)))"
 
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM ERR
+    # A second INT/TERM (e.g. `timeout` signals its child, then the whole
+    # process group) must not cut the teardown short.
+    trap - EXIT ERR
+    trap '' INT TERM
     set +e
     if [[ -n $PY_PID ]] && kill -0 "$PY_PID" 2>/dev/null; then
         kill -TERM "$PY_PID" 2>/dev/null

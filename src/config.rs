@@ -2,7 +2,8 @@
 //! no file. Every key is documented in `deploy/ftp-alg.toml`.
 
 use std::fmt;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,6 +17,9 @@ pub const TABLE_NAME: &str = "ftp_alg";
 /// Comment carried by every rule ftp-alg installs outside its own table, so
 /// that it can find and remove exactly those rules.
 pub const RULE_COMMENT: &str = "ftp-alg";
+
+/// Default path of the status socket.
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/ftp-alg.sock";
 
 /// Settings of one ftp-alg instance.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -38,6 +42,10 @@ pub struct Config {
     /// Install the queue rules, the table and the accept rule at start and
     /// remove them at exit. When false the admin installs them.
     pub install_rules: bool,
+    /// Where Prometheus metrics are served (`GET /metrics`); off when unset.
+    pub metrics_address: Option<SocketAddr>,
+    /// Unix socket of `ftp-alg status` (created mode 0600: root only).
+    pub status_socket: PathBuf,
     /// What announcements are accepted.
     pub policy: PolicyConfig,
     /// Logging.
@@ -85,6 +93,8 @@ impl Default for Config {
             max_pinholes_per_session: 2,
             ct_mark: 0x0100_0000,
             install_rules: true,
+            metrics_address: None,
+            status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             policy: PolicyConfig::default(),
             log: LogConfig::default(),
         }
@@ -198,6 +208,9 @@ impl Config {
                 format!("{} is outside 64..=8192", self.policy.max_line),
             ));
         }
+        if self.status_socket.as_os_str().is_empty() || !self.status_socket.is_absolute() {
+            return Err(bad("status_socket", "must be an absolute path"));
+        }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(bad(
                 "log.level",
@@ -266,6 +279,8 @@ mod tests {
             ("[policy]\nallow_bounce = true", "allow_bounce"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("ct_mark = 0", "ct_mark"),
+            ("metrics_address = \"localhost\"", "metrics_address"),
+            ("status_socket = \"rel.sock\"", "status_socket"),
         ] {
             let e = Config::from_toml(text).unwrap_err();
             assert!(e.to_string().contains(key), "{text:?} gave {e}");

@@ -29,8 +29,12 @@ order of what each side sends is exact and deterministic:
   opened, the case also probes where a (wrong) pinhole would be: the public
   address the gateway would have put into the line.
 
-Every case ends with a NOOP/200 round trip and checks the exact bytes each
-far side received at every step. Python 3 standard library only.
+Every case (except the one about the first line, case 4) logs in first
+(USER/331, PASS/230), so that the line under test is not the first line of
+the connection: the kernel helper never parses that one, and it would mask
+what each case is about. Every case ends with a NOOP/200 round trip and
+checks the exact bytes each far side received at every step. Python 3
+standard library only.
 """
 
 import argparse
@@ -177,10 +181,23 @@ class Session:
         except OSError as e:
             raise Abort(f"[{path}] control connect to {dial}:21 failed: {e}")
         c.setblocking(False)
-        r, _, _ = select.select([listener], [], [], CTRL_TIMEOUT)
-        if not r:
-            raise Abort(f"[{path}] the server accepted no control connection within {CTRL_TIMEOUT} s")
-        s, speer = listener.accept()
+        # Accept this client's connection (NAT keeps the source port here);
+        # anything else in the backlog is a leftover and is reset.
+        cport = c.getsockname()[1]
+        deadline = time.monotonic() + CTRL_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([listener], [], [], max(0.0, left))
+            if not r:
+                raise Abort(f"[{path}] the server accepted no control connection within {CTRL_TIMEOUT} s")
+            try:
+                s, speer = listener.accept()
+            except BlockingIOError:
+                continue
+            if speer[1] == cport:
+                break
+            log(f"  [{path}] server: stray control connection from {fmt(*speer[:2])} reset")
+            hard_close(s)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
         self.server = s
@@ -317,6 +334,27 @@ class Session:
         return hp
 
     # -- end
+    def check_leftover(self):
+        """Bytes that arrived beyond every expected step are a failure too."""
+        for sock, buf, mark, who in ((self.server, self.s_rx, self.s_mark, "server"),
+                                     (self.client, self.c_rx, self.c_mark, "client")):
+            if sock is None:
+                continue
+            while True:
+                r, _, _ = select.select([sock], [], [], 0.05)
+                if not r:
+                    break
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                buf += data
+            if len(buf) > mark:
+                self.case.problem(f"[{self.path}] {who} received unexpected extra bytes {show(buf[mark:])!r}",
+                                  "extra bytes")
+
     def close(self, graceful):
         c, s = self.client, self.server
         self.client = self.server = None
@@ -681,7 +719,8 @@ def case08(c):
     s.s(["200 EPRT command successful.\r\n"])
     c.active_data(s, [lst], True)
     s.noop()
-    s.close(graceful=True)
+    s.check_leftover()
+    s.close(graceful=not c.problems)
     port = c.port(1)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
@@ -894,6 +933,10 @@ def run_case(ctx, num, title, expect, fn):
     except OSError as e:
         aborted = f"socket error: {e}"
         c.problem(f"peer socket error: {e}; the rest of the case did not run", "peer socket error")
+    if not aborted:
+        for sess in c.sessions:
+            if sess.client is not None:
+                sess.check_leftover()
     ok = not c.problems
     for sess in c.sessions:
         sess.close(graceful=ok)

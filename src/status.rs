@@ -1,0 +1,582 @@
+//! Live status over a Unix socket: `ftp-alg status` connects, the daemon
+//! writes the sessions and pinholes of the latest [`Published`] snapshot
+//! and closes. The socket file has mode 0600 from before the first
+//! connection can be accepted, so only its owner (root, when the daemon
+//! runs as root) can connect.
+//!
+//! The output is stable and greppable, one line per session and one per
+//! pinhole (a `conntrack -L expect` in spirit):
+//!
+//! ```text
+//! session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.100.5:21 state ready idle 3s seq +2/+0
+//!   pinhole 198.51.100.5 -> 203.0.113.1:40001 dnat 192.0.2.10:50000 expires in 28s
+//! 1 sessions, 1 pinholes
+//! ```
+//!
+//! Sessions are sorted by client address, pinholes by their addresses.
+//! `client_public` is shown only when known and different from the client,
+//! `server_real` only when known and different from `server_public`;
+//! `server_public` shows `?` when unknown. `seq` is the length change so far
+//! client-to-server / server-to-client, in bytes, always signed. Seconds are
+//! rounded down.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::telemetry::{Published, SessionInfo, Shared};
+
+/// Time a status client has to take the text (server side).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Time [`query`] waits for the whole answer.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time [`StatusServer`]'s `drop` waits for the accept thread to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Renders the sessions and pinholes of `p` (see the module documentation
+/// for the format).
+pub fn render(p: &Published) -> String {
+    let mut sessions: Vec<&SessionInfo> = p.sessions.iter().collect();
+    sessions.sort_by_key(|s| (s.client, s.server_public));
+    let mut out = String::with_capacity(128 * (sessions.len() + p.live_pinholes() + 1));
+    for s in sessions {
+        let _ = write!(out, "session {}", s.client);
+        if let Some(cp) = s.client_public.filter(|cp| *cp != s.client) {
+            let _ = write!(out, " client_public {cp}");
+        }
+        match s.server_public {
+            Some(sp) => {
+                let _ = write!(out, " server_public {sp}");
+            }
+            None => out.push_str(" server_public ?"),
+        }
+        if let Some(sr) = s.server_real.filter(|sr| Some(*sr) != s.server_public) {
+            let _ = write!(out, " server_real {sr}");
+        }
+        let _ = writeln!(
+            out,
+            " state {} idle {}s seq {:+}/{:+}",
+            s.state,
+            s.idle.as_secs(),
+            s.delta_to_server,
+            s.delta_to_client
+        );
+        let mut pinholes: Vec<_> = s.pinholes.iter().collect();
+        pinholes.sort_by_key(|(ph, _)| (ph.src, ph.dst, ph.dport, ph.dnat));
+        for (ph, left) in pinholes {
+            let _ = write!(
+                out,
+                "  pinhole {} -> {}",
+                ph.src,
+                std::net::SocketAddr::new(ph.dst, ph.dport)
+            );
+            if let Some(real) = ph.dnat {
+                let _ = write!(out, " dnat {real}");
+            }
+            let _ = writeln!(out, " expires in {}s", left.as_secs());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} sessions, {} pinholes",
+        p.sessions.len(),
+        p.live_pinholes()
+    );
+    out
+}
+
+/// The status socket being served. Dropping it stops accepting and removes
+/// the socket file (if it is still the one this server created).
+#[derive(Debug)]
+pub struct StatusServer {
+    path: PathBuf,
+    /// Device, inode and change time of the socket file this server bound
+    /// (inode numbers are reused at once on tmpfs).
+    ident: (u64, u64, i64, i64),
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StatusServer {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Binds a Unix stream socket at `path` with mode 0600 and serves
+/// [`render`] of `shared` to every client on one background thread (named
+/// `ftp-alg-status`).
+///
+/// A socket file left at `path` by a dead daemon is replaced. Refused:
+/// anything else at `path` (`AlreadyExists`: ftp-alg removes only sockets),
+/// and a socket some process still accepts on (`AddrInUse`: another
+/// ftp-alg is running).
+///
+/// The socket is bound, made 0600 and only then listened on, so no client
+/// can connect while the mode is wider (connecting to a socket that is not
+/// listening is refused); the process umask is not touched.
+pub fn serve(path: &Path, shared: Shared) -> io::Result<StatusServer> {
+    let ctx = |e: io::Error, what: &str| {
+        io::Error::new(
+            e.kind(),
+            format!("status socket {}: {what}: {e}", path.display()),
+        )
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "status socket {}: in use (is another ftp-alg running?)",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| ctx(e, "removing stale socket"))?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "status socket {}: exists and is not a socket; refusing to remove it",
+                    path.display()
+                ),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ctx(e, "checking")),
+    }
+
+    let listener = bind_private(path).map_err(|e| ctx(e, "binding"))?;
+    let md = std::fs::symlink_metadata(path).map_err(|e| ctx(e, "checking"))?;
+    let ident = (md.dev(), md.ino(), md.ctime(), md.ctime_nsec());
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        thread::Builder::new()
+            .name("ftp-alg-status".into())
+            .spawn(move || accept_loop(listener, shared, stop))
+    };
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            return Err(ctx(e, "starting thread"));
+        }
+    };
+    Ok(StatusServer {
+        path: path.to_path_buf(),
+        ident,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// socket(2), bind(2), chmod 0600, then listen(2).
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.is_empty() || bytes.contains(&0) || bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path empty, too long for a Unix socket, or with a NUL byte",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: addr is a valid sockaddr_un and len is within it.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let listen = || -> io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::listen(fd.as_raw_fd(), 64) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    if let Err(e) = listen() {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(UnixListener::from(fd))
+}
+
+fn accept_loop(listener: UnixListener, shared: Shared, stop: Arc<AtomicBool>) {
+    loop {
+        let conn = listener.accept();
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match conn {
+            Ok((stream, _)) => {
+                if let Err(e) = answer(stream, &shared) {
+                    tracing::debug!(error = %e, "status client failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "status socket: accept failed");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn answer(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let text = {
+        let p = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        render(&p)
+    };
+    stream.write_all(text.as_bytes())?;
+    stream.flush()
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            // Wake the accept loop; it sees the flag and returns.
+            let _ = UnixStream::connect(&self.path);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while !thread.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("status socket: accept thread did not stop; leaving it");
+            }
+        }
+        // Remove the file only if it is still ours, not a newer daemon's.
+        if let Ok(md) = std::fs::symlink_metadata(&self.path) {
+            if md.file_type().is_socket()
+                && (md.dev(), md.ino(), md.ctime(), md.ctime_nsec()) == self.ident
+            {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Connects to the status socket at `path` and returns what the daemon
+/// wrote, waiting at most [`QUERY_TIMEOUT`] in all.
+pub fn query(path: &Path) -> io::Result<String> {
+    let mut stream = UnixStream::connect(path).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::PermissionDenied => " (run as root?)",
+            _ => " (is ftp-alg running?)",
+        };
+        io::Error::new(e.kind(), format!("{}: {e}{hint}", path.display()))
+    })?;
+    let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: reading: {e}", path.display()));
+    let deadline = Instant::now() + QUERY_TIMEOUT;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fail(io::ErrorKind::TimedOut.into()));
+        }
+        stream.set_read_timeout(Some(left)).map_err(fail)?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(fail(io::ErrorKind::TimedOut.into()))
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    String::from_utf8(out).map_err(|e| fail(io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pinhole::Pinhole;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "ftp-alg-status-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir(&p).unwrap();
+            TempDir(p)
+        }
+        fn sock(&self) -> PathBuf {
+            self.0.join("status.sock")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sample() -> Published {
+        Published {
+            sessions: vec![
+                SessionInfo {
+                    client: "192.0.2.20:40000".parse().unwrap(),
+                    // Same as the client: not shown.
+                    client_public: Some("192.0.2.20:40000".parse().unwrap()),
+                    server_public: None,
+                    server_real: None,
+                    state: "greeting",
+                    delta_to_server: 0,
+                    delta_to_client: 0,
+                    idle: Duration::from_millis(999),
+                    pinholes: vec![],
+                },
+                SessionInfo {
+                    client: "192.0.2.10:51000".parse().unwrap(),
+                    client_public: Some("203.0.113.1:40000".parse().unwrap()),
+                    server_public: Some("198.51.100.5:21".parse().unwrap()),
+                    server_real: Some("10.0.0.5:21".parse().unwrap()),
+                    state: "ready",
+                    delta_to_server: 1,
+                    delta_to_client: -3,
+                    idle: Duration::from_millis(3500),
+                    pinholes: vec![
+                        (
+                            Pinhole {
+                                src: "198.51.100.5".parse().unwrap(),
+                                dst: "203.0.113.1".parse().unwrap(),
+                                dport: 40001,
+                                dnat: Some("192.0.2.10:50000".parse().unwrap()),
+                            },
+                            Duration::from_millis(28_700),
+                        ),
+                        (
+                            Pinhole {
+                                src: "192.0.2.10".parse().unwrap(),
+                                dst: "198.51.100.5".parse().unwrap(),
+                                dport: 30000,
+                                dnat: None,
+                            },
+                            Duration::from_secs(5),
+                        ),
+                    ],
+                },
+                SessionInfo {
+                    client: "[2001:db8::1]:50000".parse().unwrap(),
+                    client_public: None,
+                    server_public: Some("[2001:db8::21]:21".parse().unwrap()),
+                    // Same as the public address: not shown.
+                    server_real: Some("[2001:db8::21]:21".parse().unwrap()),
+                    state: "tls",
+                    delta_to_server: 0,
+                    delta_to_client: 12,
+                    idle: Duration::ZERO,
+                    pinholes: vec![(
+                        Pinhole {
+                            src: "2001:db8::21".parse().unwrap(),
+                            dst: "2001:db8::1".parse().unwrap(),
+                            dport: 2121,
+                            dnat: None,
+                        },
+                        Duration::from_secs(60),
+                    )],
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    const SAMPLE: &str = "\
+session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.100.5:21 server_real 10.0.0.5:21 state ready idle 3s seq +1/-3
+  pinhole 192.0.2.10 -> 198.51.100.5:30000 expires in 5s
+  pinhole 198.51.100.5 -> 203.0.113.1:40001 dnat 192.0.2.10:50000 expires in 28s
+session 192.0.2.20:40000 server_public ? state greeting idle 0s seq +0/+0
+session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s seq +0/+12
+  pinhole 2001:db8::21 -> [2001:db8::1]:2121 expires in 60s
+3 sessions, 3 pinholes
+";
+
+    #[test]
+    fn render_exact() {
+        assert_eq!(render(&sample()), SAMPLE);
+        assert_eq!(render(&Published::default()), "0 sessions, 0 pinholes\n");
+    }
+
+    #[test]
+    fn serve_query_mode_and_drop() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        let shared: Shared = Arc::new(Mutex::new(sample()));
+        let server = serve(&path, shared.clone()).unwrap();
+        assert_eq!(server.path(), path);
+
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        assert!(md.file_type().is_socket());
+        assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+
+        assert_eq!(query(&path).unwrap(), SAMPLE);
+        shared.lock().unwrap().sessions.truncate(0);
+        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+
+        // A client that connects and never reads does not stop the server.
+        let idle = UnixStream::connect(&path).unwrap();
+        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+        drop(idle);
+
+        let t0 = Instant::now();
+        drop(server);
+        assert!(
+            t0.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "socket file left"
+        );
+        let err = query(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let msg = err.to_string();
+        assert!(msg.contains(path.to_str().unwrap()), "{msg}");
+        assert!(msg.contains("is ftp-alg running?"), "{msg}");
+    }
+
+    #[test]
+    fn stale_socket_is_replaced() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        drop(UnixListener::bind(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        assert!(UnixStream::connect(&path).is_err());
+
+        let server = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap();
+        let after = std::fs::symlink_metadata(&path).unwrap();
+        assert!(after.file_type().is_socket());
+        assert_eq!(after.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+        drop(server);
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn live_socket_is_not_stolen() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        let first = serve(&path, Arc::new(Mutex::new(sample()))).unwrap();
+        let err = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert_eq!(query(&path).unwrap(), SAMPLE);
+        drop(first);
+    }
+
+    #[test]
+    fn other_files_are_refused() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        std::fs::write(&path, b"precious").unwrap();
+        let err = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+
+        // A directory, and a symlink to a socket, are refused too.
+        let sub = dir.0.join("d");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(serve(&sub, Arc::new(Mutex::new(Published::default()))).is_err());
+        assert!(sub.is_dir());
+        let target = dir.0.join("real.sock");
+        drop(UnixListener::bind(&target).unwrap());
+        let link = dir.0.join("link.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(serve(&link, Arc::new(Mutex::new(Published::default()))).is_err());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn drop_leaves_a_newer_socket_alone() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        let old = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap();
+        // Someone replaced the file (a newer daemon, say).
+        std::fs::remove_file(&path).unwrap();
+        let newer = UnixListener::bind(&path).unwrap();
+        drop(old);
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        drop(newer);
+    }
+
+    #[test]
+    fn poisoned_mutex_is_still_read() {
+        let dir = TempDir::new();
+        let path = dir.sock();
+        let shared: Shared = Arc::new(Mutex::new(sample()));
+        let s2 = shared.clone();
+        let _ = thread::spawn(move || {
+            let _g = s2.lock().unwrap();
+            panic!("poison on purpose");
+        })
+        .join();
+        let _server = serve(&path, shared).unwrap();
+        assert_eq!(query(&path).unwrap(), SAMPLE);
+    }
+
+    #[test]
+    fn bad_paths() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
+        let err = serve(&long, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let missing = PathBuf::from("/nonexistent-dir-ftp-alg/status.sock");
+        assert!(serve(&missing, Arc::new(Mutex::new(Published::default()))).is_err());
+    }
+}

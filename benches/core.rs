@@ -55,7 +55,7 @@ fn session_packets(client_port: u16) -> Vec<Vec<u8>> {
     let server: SocketAddr = "203.0.113.10:21".parse().unwrap();
     let (mut cs, mut ss) = (1000u32, 5000u32);
     let mut out = Vec::new();
-    let mut pkt = |from_client: bool,
+    let pkt = |from_client: bool,
                    syn: bool,
                    fin: bool,
                    data: &[u8],

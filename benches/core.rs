@@ -55,12 +55,7 @@ fn session_packets(client_port: u16) -> Vec<Vec<u8>> {
     let server: SocketAddr = "203.0.113.10:21".parse().unwrap();
     let (mut cs, mut ss) = (1000u32, 5000u32);
     let mut out = Vec::new();
-    let pkt = |from_client: bool,
-                   syn: bool,
-                   fin: bool,
-                   data: &[u8],
-                   cs: &mut u32,
-                   ss: &mut u32| {
+    let pkt = |from_client: bool, syn: bool, fin: bool, data: &[u8], cs: &mut u32, ss: &mut u32| {
         let (src, dst, seq, ack) = if from_client {
             (client, server, *cs, *ss)
         } else {

@@ -83,7 +83,7 @@ TEMPLATE = ["Greeting", "Greeting120", "Pasv", "Epsv", "Port", "Eprt", "Eprt6",
             "Reply200", "Reply150", "Reply500", "Multi227Start", "Multi230Start", "Continuation"]
 ENDING = ["CrLf", "Lf", "None", "SpacesCrLf"]
 BODY = ["Template", "TemplatePlus", "Raw"]
-STEP = ["Line", "GiveUp"]
+STEP = ["Line", "GiveUp", "ResumeCleartext"]
 
 
 def s_line(from_client, body, ending="CrLf"):
@@ -117,6 +117,7 @@ SESSION = {
         s_line(S, s_t("Greeting")), s_line(C, s_t("Port")), s_line(S, s_t("Reply500")),
         s_line(C, s_t("Eprt6"), "SpacesCrLf"), s_line(S, s_t("Reply200")),
         s_line(C, s_t("Auth")), s_line(S, s_t("Reply234")), s_line(C, s_t("Port")),
+        variant(STEP, "ResumeCleartext"), s_line(C, s_t("Pasv")), s_line(S, s_t("Reply227")),
     ]),
     "resync": session(True, [
         s_line(C, s_t("Eprt")), s_line(S, s_t("Reply200")), s_line(C, s_raw(b"PORT 1,2,3,4,5,6")),
@@ -133,10 +134,11 @@ SESSION = {
 }
 
 # ----------------------------------------------------------- engine_segments
-FRAG = ["Port", "Eprt", "EprtV6", "Pasv", "Epsv", "Auth", "Rein", "Quit", "Code220", "Code227",
-        "Code229", "Code234", "Code500", "Code227Dash", "ClientHost", "ServerHost",
+FRAG = ["Port", "Eprt", "EprtV6", "Pasv", "Epsv", "Auth", "Rein", "Quit", "Ccc", "Code200",
+        "Code220", "Code227", "Code229", "Code234", "Code500", "Code227Dash", "ClientHost", "ServerHost",
         "OtherHost", "Tuple227", "Tuple229", "EprtAddr", "EprtAddr6", "PortPair",
-        "Number", "Comma", "Pipe", "Space", "Crlf", "Lf", "Cr", "Text", "Byte"]
+        "Number", "Comma", "Pipe", "Space", "Crlf", "Lf", "Cr", "Text", "Byte",
+        "TlsRecord"]
 SEQ = ["Next", "Rel", "Base"]
 ACK = ["None", "Next", "Rel"]
 OPTIONS = ["None", "Sack", "Raw"]
@@ -154,6 +156,8 @@ def f(name, *args):
         out += byte_vec(args[0])
     elif name == "Byte":
         out += bytes(args)
+    elif name == "TlsRecord":  # (alert, body)
+        out += b(args[0]) + byte_vec(args[1])
     return out
 
 
@@ -236,6 +240,17 @@ ENGINE = {
         seg(False, [f("Code500"), CRLF]),
         seg(True, [f("Eprt"), f("EprtAddr"), f("Number", 6000), f("Pipe"), CRLF],
             second=True),
+    ]),
+    "tls_ccc": engine(False, nat("Snat", 40000), handshake() + [
+        seg(False, [f("Code220"), CRLF]),
+        seg(True, [f("Auth")]),
+        seg(False, [f("Code234"), CRLF]),
+        seg(True, [f("TlsRecord", False, b"\x16hello")]),
+        seg(False, [f("TlsRecord", False, b"\x16hello"), f("TlsRecord", False, b"CCC ok")]),
+        seg(True, [f("TlsRecord", True, b"\x01\x00")]),
+        seg(False, [f("TlsRecord", True, b"\x01\x00")]),
+        seg(True, [f("Port"), f("ClientHost"), f("PortPair", 4, 1), CRLF]),
+        seg(False, [f("Code200"), CRLF]),
     ]),
     "midstream_tls_raw": engine(False, nat("Identity"), [
         seg(True, [f("Auth")]),

@@ -266,7 +266,7 @@ class Session:
         log(f"  [{self.path}] {who} received {show(got)}")
         if got != expected:
             self.case.problem(
-                f"[{self.path}] {who} received {show(got)!r}, expected {show(expected)!r}", "bytes differ"
+                f"[{self.path}] {who} received '{show(got)}', expected '{show(expected)}'", "bytes differ"
             )
             return False
         return True
@@ -352,7 +352,7 @@ class Session:
                     break
                 buf += data
             if len(buf) > mark:
-                self.case.problem(f"[{self.path}] {who} received unexpected extra bytes {show(buf[mark:])!r}",
+                self.case.problem(f"[{self.path}] {who} received unexpected extra bytes '{show(buf[mark:])}'",
                                   "extra bytes")
 
     def close(self, graceful):

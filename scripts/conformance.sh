@@ -33,13 +33,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib-lab.sh
 source "$HERE/lib-lab.sh"
 
-modes=${CONFORMANCE_MODES:-alg,kernel}
+mode_arg=${CONFORMANCE_MODES:-alg,kernel}
 only=
 pcap=${LAB_PCAP:-0}
 while (($#)); do
     case $1 in
     --modes | --mode)
-        modes=${2:?--modes needs a value}
+        mode_arg=${2:?--modes needs a value}
         shift 2
         ;;
     --only)
@@ -57,7 +57,7 @@ while (($#)); do
     *) lab_die "unknown argument '$1' (see --help)" ;;
     esac
 done
-IFS=',' read -r -a mode_list <<<"$modes"
+IFS=',' read -r -a mode_list <<<"$mode_arg"
 for m in "${mode_list[@]}"; do
     case $m in alg | kernel | none) ;; *) lab_die "unknown mode '$m' (alg|kernel|none)" ;; esac
 done
@@ -69,6 +69,7 @@ LAB_OWNED=0
 
 lab_names "cf$(printf '%06d' $(($$ % 1000000)))"
 
+# shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
     local rc=$?
     # A second INT/TERM (e.g. `timeout` signals its child, then the whole
@@ -95,7 +96,7 @@ trap 'exit 143' TERM
 
 [[ $(id -u) -eq 0 ]] || lab_die "the conformance table needs root and network namespaces (run as root)"
 command -v python3 >/dev/null || lab_die "python3 is needed for the scripted peers"
-if [[ ",$modes," == *",alg,"* ]]; then
+if [[ ",$mode_arg," == *",alg,"* ]]; then
     [[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release --locked, or set FTP_ALG_BIN)"
 fi
 

@@ -3,7 +3,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
 #
-# Installs cargo-fuzz if it is missing, builds the targets in fuzz/ once,
+# Installs cargo-fuzz if it is missing, builds the targets in fuzz/ once
+# (so every target fuzzes the same sources, even if they are being edited),
 # then runs each for SECONDS_PER_TARGET seconds on one job and prints, per
 # target, the number of executions, the executions per second and whether
 # it crashed. Exits non-zero if any target crashed (or failed to build or
@@ -38,7 +39,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 SANITIZER="${FUZZ_SANITIZER:-none}"
 WORK_DIR="${FUZZ_WORK_DIR:-$FUZZ_DIR/target/corpus-work}"
 LOG_DIR="$FUZZ_DIR/target/fuzz-logs"
-BUILD_FLAGS=(--fuzz-dir "$FUZZ_DIR" --release --debug-assertions --sanitizer "$SANITIZER")
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
 # libFuzzer is C++: the libfuzzer-sys build script needs a C++ compiler.
 if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
@@ -57,6 +58,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+TARGET_DIR="$FUZZ_DIR/target"
+BUILD_FLAGS=(--fuzz-dir "$FUZZ_DIR" --target "$TRIPLE" --target-dir "$TARGET_DIR"
+    --release --debug-assertions --sanitizer "$SANITIZER")
+
 if [ -n "${FUZZ_TARGETS:-}" ]; then
     read -r -a TARGETS <<<"$FUZZ_TARGETS"
 else
@@ -68,9 +74,14 @@ if [ "${#TARGETS[@]}" -eq 0 ]; then
 fi
 
 echo "fuzz.sh: building ${TARGETS[*]} (sanitizer: $SANITIZER)"
-cargo fuzz build "${BUILD_FLAGS[@]}"
-
+build_log="$LOG_DIR/build.log"
 mkdir -p "$LOG_DIR"
+if ! cargo fuzz build "${BUILD_FLAGS[@]}" >"$build_log" 2>&1; then
+    tail -n 40 "$build_log"
+    echo "fuzz.sh: building the fuzz targets failed (log: $build_log)" >&2
+    exit 1
+fi
+
 failed=0
 summary=()
 for target in "${TARGETS[@]}"; do
@@ -82,14 +93,17 @@ for target in "${TARGETS[@]}"; do
     before="$(ls -A "$artifacts" | sort)"
     echo "fuzz.sh: running $target for ${SECONDS_PER_TARGET}s (log: $log)"
     set +e
-    # New inputs go to the first corpus directory (the work dir); the
-    # seeds are read from the second.
-    cargo fuzz run "${BUILD_FLAGS[@]}" --jobs 1 "$target" "$work" "$seeds" -- \
+    # The binary built above, run directly (as `cargo fuzz run` would, but
+    # without rebuilding). New inputs go to the first corpus directory (the
+    # work dir); the seeds are only read from the second.
+    "$TARGET_DIR/$TRIPLE/release/$target" \
+        -artifact_prefix="$artifacts/" \
         -max_total_time="$SECONDS_PER_TARGET" \
         -rss_limit_mb=2048 \
         -timeout=30 \
         -max_len=4096 \
         -print_final_stats=1 \
+        "$work" "$seeds" \
         >"$log" 2>&1
     rc=$?
     set -e
@@ -111,8 +125,6 @@ for target in "${TARGETS[@]}"; do
         failed=1
         if [ -n "$new_artifacts" ]; then
             status="CRASHED"
-        elif grep -q 'error: could not compile\|error\[E' "$log"; then
-            status="BUILD FAILED"
         else
             status="FAILED (exit $rc)"
         fi
@@ -122,6 +134,7 @@ for target in "${TARGETS[@]}"; do
         for a in $new_artifacts; do
             echo "---- crashing input: $artifacts/$a"
             od -A x -t x1z -v "$artifacts/$a" | head -n 32
+            echo "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a -s $SANITIZER $target fuzz/artifacts/$target/$a"
         done
         echo "----"
     fi

@@ -420,8 +420,14 @@ alg_start() {
     local out="$LAB_LOGS/alg-$tag.stdout" err="$LAB_LOGS/alg-$tag.stderr"
     : >"$out"
     : >"$err"
+    # The lab's own configuration: metrics on the gateway's loopback and a
+    # status socket private to this lab (several labs may run at once).
+    ALG_CONFIG="$LAB_STATE/ftp-alg.toml"
+    ALG_STATUS_SOCKET="$LAB_STATE/ftp-alg.sock"
+    ALG_METRICS="127.0.0.1:9721"
+    printf 'metrics_address = "%s"\nstatus_socket = "%s"\n' "$ALG_METRICS" "$ALG_STATUS_SOCKET" >"$ALG_CONFIG"
     # shellcheck disable=SC2086
-    ip netns exec "$NS_GW" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run} </dev/null >"$out" 2>"$err" &
+    ip netns exec "$NS_GW" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run --config $ALG_CONFIG} </dev/null >"$out" 2>"$err" &
     ALG_PID=$!
     lab_record ftp-alg "$ALG_PID"
     for ((i = 0; i < ${ALG_READY_TIMEOUT:-15} * 10; i++)); do
@@ -463,6 +469,40 @@ alg_stop() {
     ALG_RC=0
     wait "$ALG_PID" 2>/dev/null || ALG_RC=$?
     ALG_PID=
+}
+
+# alg_observability_check: after the alg transfers, `ftp-alg status` must
+# answer over its socket and the metrics scraped from the gateway must
+# account for the transfers made. Sets OBS_NOTE; returns 1 on a mismatch.
+alg_observability_check() {
+    local bin passed=0 row m status opened sessions rewrites
+    bin=$(alg_bin)
+    for row in "${MATRIX_ROWS[@]}"; do
+        IFS='|' read -r _ _ what <<<"$row"
+        [[ $what != control && ${RES["alg|$row"]:-} == pass ]] && passed=$((passed + 1))
+    done
+    sleep 2.5 # the daemon publishes once a second
+    m="$LAB_LOGS/metrics-alg.txt"
+    status="$LAB_LOGS/status-alg.txt"
+    if ! nsx "$NS_GW" curl -s -m 5 "http://$ALG_METRICS/metrics" >"$m"; then
+        OBS_NOTE="metrics: scrape of http://$ALG_METRICS/metrics FAILED"
+        return 1
+    fi
+    if ! "$bin" status --socket "$ALG_STATUS_SOCKET" >"$status" 2>&1 || ! grep -qE '^[0-9]+ sessions, [0-9]+ pinholes$' "$status"; then
+        OBS_NOTE="status: ftp-alg status FAILED: $(tail -n 2 "$status")"
+        return 1
+    fi
+    opened=$(awk '$1 == "ftp_alg_pinholes_total{outcome=\"opened\"}" {print $2}' "$m")
+    sessions=$(awk '$1 == "ftp_alg_sessions_opened_total" {print $2}' "$m")
+    rewrites=$(awk '$1 == "ftp_alg_rewrites_total" {print $2}' "$m")
+    OBS_NOTE="metrics: ${opened:-?} pinholes opened, ${sessions:-?} sessions, ${rewrites:-?} rewrites for $passed data transfers; status: $(tail -n 1 "$status")"
+    # Every data transfer that passed needed its own session and pinhole,
+    # and the SNAT/DNAT paths needed rewrites.
+    if [[ -z $opened || -z $sessions || -z $rewrites ]] || ((opened < passed || sessions < passed || rewrites == 0)); then
+        OBS_NOTE="$OBS_NOTE -- MISMATCH"
+        return 1
+    fi
+    return 0
 }
 
 lab_ruleset() { nsx "$NS_GW" nft -s list ruleset 2>/dev/null; }
@@ -681,12 +721,16 @@ matrix_mode() {
         kill -0 "$ALG_PID" 2>/dev/null || alive=no
         matrix_invalid_note
         extra+=("$INVALID_NOTE")
+        local obs_bad=0
+        alg_observability_check || obs_bad=1
+        extra+=("$OBS_NOTE")
         # Pinholes left in the daemon's table (for the record).
         nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-runs.txt" 2>&1 || true
         alg_stop
         after=$(lab_ruleset)
         printf '%s\n' "$after" >"$LAB_LOGS/ruleset-after-alg.txt"
         local bad=${MODE_BAD[alg]}
+        bad=$((bad + obs_bad))
         if [[ $alive != yes ]]; then
             extra+=("ftp-alg was NOT running any more after the transfers")
             bad=$((bad + 1))

@@ -8,16 +8,19 @@
 //!   sessions, packet in, verdict and actions out);
 //! * shells: [`nfqueue`] (the queue loop), [`nft`] (pinholes over netlink),
 //!   [`conntrack`] (NAT mapping lookups), [`ruleset`] (install and remove
-//!   the rules ftp-alg needs), [`config`].
+//!   the rules ftp-alg needs), [`metrics`] and [`status`] (read what the
+//!   worker publishes in [`telemetry`]), [`config`].
 
 pub mod config;
 pub mod conntrack;
 pub mod engine;
 pub mod ftp;
+pub mod metrics;
 pub mod nfqueue;
 pub mod nft;
 pub mod packet;
 pub mod pinhole;
 pub mod ruleset;
 pub mod seq;
+pub mod status;
 pub mod telemetry;

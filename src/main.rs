@@ -10,9 +10,10 @@ use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
 use ftp_alg::engine::Engine;
-use ftp_alg::nfqueue::{run_until_signalled, Worker};
+use ftp_alg::nfqueue::{block_control_signals, run_until_signalled, Worker};
 use ftp_alg::ruleset;
 use ftp_alg::telemetry;
+use ftp_alg::{metrics, status};
 
 /// Userspace FTP ALG for Linux gateways: follows FTP control connections
 /// through NFQUEUE, rewrites PORT/EPRT/227/229 for NAT and opens exact,
@@ -35,6 +36,15 @@ enum Command {
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
+    },
+    /// Show the running daemon's sessions and pinholes (needs root).
+    Status {
+        /// Status socket [default: status_socket of --config, else /run/ftp-alg.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Configuration file naming the socket.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -131,6 +141,26 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Status { socket, config } => {
+            let path = match (socket, config) {
+                (Some(path), _) => path,
+                (None, Some(file)) => match Config::load(&file) {
+                    Ok(cfg) => cfg.status_socket,
+                    Err(e) => return config_error(&e),
+                },
+                (None, None) => Config::default().status_socket,
+            };
+            match status::query(&path) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ftp-alg: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -156,6 +186,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any thread starts, so that all of them inherit the mask and a
+    // SIGTERM always reaches the handler that removes the rules.
+    block_control_signals()?;
     let engine = Engine::new(cfg.engine());
     // Rules first: the pinhole backend needs ftp-alg's table to exist.
     // The queue rules use bypass, so traffic flows (unhelped) until the
@@ -166,19 +199,20 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         None
     };
     let published = telemetry::Shared::default();
-    let result = Worker::open(
-        engine,
-        cfg.queue_num,
-        TABLE_NAME,
-        cfg.pinhole_timeout,
-        published,
-    )
-    .and_then(|mut worker| {
+    let result = serve_telemetry(cfg, &published).and_then(|_status| {
+        let mut worker = Worker::open(
+            engine,
+            cfg.queue_num,
+            TABLE_NAME,
+            cfg.pinhole_timeout,
+            published,
+        )?;
         info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
         println!("ftp-alg ready (queue {})", cfg.queue_num);
         let _ = std::io::stdout().flush();
         let mut reload = |worker: &mut Worker| reload_config(cfg, config_path.as_deref(), worker);
         run_until_signalled(&mut worker, &mut reload)
+        // `_status` drops here: the socket file is removed.
     });
     if let Some(installed) = installed {
         installed.remove()?;
@@ -186,6 +220,27 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     }
     result?;
     Ok(())
+}
+
+/// Starts the metrics endpoint when configured (failing to bind it is an
+/// error: the admin asked for it) and the status socket (a warning only:
+/// another instance in another network namespace may hold the path).
+fn serve_telemetry(
+    cfg: &Config,
+    published: &telemetry::Shared,
+) -> std::io::Result<Option<status::StatusServer>> {
+    if let Some(addr) = cfg.metrics_address {
+        let (bound, _thread) = metrics::serve(addr, published.clone())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
+        info!(address = %bound, "metrics served at /metrics");
+    }
+    match status::serve(&cfg.status_socket, published.clone()) {
+        Ok(server) => Ok(Some(server)),
+        Err(e) => {
+            warn!(error = %e, "status socket unavailable; `ftp-alg status` will not work");
+            Ok(None)
+        }
+    }
 }
 
 /// SIGHUP: policy, limits and timeouts take effect at once; keys that

@@ -84,16 +84,19 @@ impl Worker {
             if signals.reload.swap(false, Ordering::SeqCst) {
                 reload(self);
             }
+            // The waker interrupts recv once a second: that is the tick
+            // when no packet arrives.
+            let mut tick = false;
             match self.queue.recv() {
                 Ok(msg) => self.process(msg),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => tick = true,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     warn!("queue overrun: the kernel dropped control packets (they will be retransmitted)")
                 }
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            if now >= next_tick {
+            if tick || now >= next_tick {
                 next_tick = now + TICK;
                 for p in self.engine.poll(now) {
                     self.remove_pinhole(&p);
@@ -207,19 +210,33 @@ pub struct Signals {
 
 extern "C" fn on_wake(_: libc::c_int) {}
 
+/// The signals the daemon handles itself.
+fn control_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and so in every
+/// thread it starts afterwards. Call it before any thread exists: a thread
+/// that left them unblocked would take SIGTERM with its default action and
+/// kill the process before the rules are removed.
+pub fn block_control_signals() -> io::Result<()> {
+    control_signals().thread_block().map_err(io::Error::from)
+}
+
 /// Runs `worker` on the calling thread until SIGTERM or SIGINT; SIGHUP
-/// calls `reload`. A helper thread takes those signals (they are blocked
-/// everywhere else), and interrupts the worker's blocking `recv` with
-/// SIGUSR1, once a second for timers and at once for a signal.
+/// calls `reload`. A helper thread takes those signals (blocked everywhere
+/// by [`block_control_signals`]), and interrupts the worker's blocking
+/// `recv` with SIGUSR1, once a second for timers and at once for a signal.
 pub fn run_until_signalled(
     worker: &mut Worker,
     reload: &mut dyn FnMut(&mut Worker),
 ) -> io::Result<()> {
-    let mut handled = SigSet::empty();
-    handled.add(Signal::SIGTERM);
-    handled.add(Signal::SIGINT);
-    handled.add(Signal::SIGHUP);
-    handled.thread_block().map_err(io::Error::from)?;
+    block_control_signals()?;
+    let handled = control_signals();
     // SIGUSR1 only interrupts system calls: no SA_RESTART, empty handler.
     let wake = signal::SigAction::new(
         SigHandler::Handler(on_wake),

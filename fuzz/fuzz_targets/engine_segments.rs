@@ -6,9 +6,9 @@
 //! server 203.0.113.10:21 (IPv6 addresses when `v6` is set), flags,
 //! sequence and acknowledgement numbers near each side's stream position,
 //! an optional SACK option or raw TCP options, and a payload assembled from
-//! FTP fragments ("PORT ", "227 ", "(192,0,2,10,4,1)", "\r\n", ...) and raw
-//! bytes. Some packets are byte-patched after building, and some are
-//! completely raw bytes. `Outcome::NeedNat` is answered with a mapping
+//! FTP fragments ("PORT ", "227 ", "(192,0,2,10,4,1)", "\r\n", ...), TLS
+//! records (to follow `AUTH TLS` ... `CCC`) and raw bytes. Some packets are
+//! byte-patched after building, and some are completely raw bytes. `Outcome::NeedNat` is answered with a mapping
 //! picked by the input (or none) and the packet handed in again.
 //!
 //! Checks, besides the absence of panics:
@@ -17,7 +17,8 @@
 //!   with valid IPv4 header and TCP checksums;
 //! * every pinhole opened has a destination port >= 1024;
 //! * the engine does not ask twice in a row for the NAT mapping of the same
-//!   packet.
+//!   packet;
+//! * every session is forgotten once all timeouts have passed.
 
 #![no_main]
 
@@ -41,6 +42,8 @@ enum Frag {
     Auth,
     Rein,
     Quit,
+    Ccc,
+    Code200,
     Code220,
     Code227,
     Code229,
@@ -64,6 +67,12 @@ enum Frag {
     Cr,
     Text(Vec<u8>),
     Byte(u8),
+    /// A TLS record (RFC 5246 §6.2.1): an alert (as `close_notify` after
+    /// `CCC`, after which cleartext resumes) or application data.
+    TlsRecord {
+        alert: bool,
+        body: Vec<u8>,
+    },
 }
 
 impl Frag {
@@ -77,6 +86,8 @@ impl Frag {
             Frag::Auth => b"AUTH TLS\r\n",
             Frag::Rein => b"REIN\r\n",
             Frag::Quit => b"QUIT\r\n",
+            Frag::Ccc => b"CCC\r\n",
+            Frag::Code200 => b"200 ",
             Frag::Code220 => b"220 ",
             Frag::Code227 => b"227 ",
             Frag::Code229 => b"229 ",
@@ -100,6 +111,13 @@ impl Frag {
             Frag::Byte(b) => std::slice::from_ref(b),
             Frag::PortPair(a, b) => {
                 out.extend_from_slice(format!("{a},{b}").as_bytes());
+                return;
+            }
+            Frag::TlsRecord { alert, body } => {
+                let body = &body[..body.len().min(300)];
+                out.extend_from_slice(&[if *alert { 21 } else { 23 }, 3, 3]);
+                out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                out.extend_from_slice(body);
                 return;
             }
             Frag::Number(n) => {

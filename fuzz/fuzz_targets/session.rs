@@ -3,8 +3,9 @@
 //! Lines are either picked from FTP-ish templates (so that the fuzzer
 //! reaches the greeting, PASV/227 pairing, multi-line replies and AUTH/234
 //! quickly) or raw bytes. Checks, besides the absence of panics:
-//! * once the phase is `NotFtp` or `Tls`, it never changes again and no
-//!   `Event::Announce` is ever returned;
+//! * once the phase is `NotFtp` or `Tls`, no line changes it and no
+//!   `Event::Announce` is ever returned; `NotFtp` is never left, `Tls` only
+//!   by `resume_cleartext` (what the engine calls after `CCC`), to `Ready`;
 //! * an announcement only comes out of a session in the `Ready` phase;
 //! * an announced span lies within the line.
 
@@ -89,6 +90,8 @@ enum Step {
         ending: Ending,
     },
     GiveUp,
+    /// What the engine calls once both directions are cleartext after CCC.
+    ResumeCleartext,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -114,6 +117,20 @@ fuzz_target!(|input: Input| {
             Step::GiveUp => {
                 session.give_up();
                 assert_eq!(session.phase(), Phase::NotFtp);
+                continue;
+            }
+            Step::ResumeCleartext => {
+                session.resume_cleartext();
+                let expected = if before == Phase::Tls {
+                    Phase::Ready
+                } else {
+                    before
+                };
+                assert_eq!(
+                    session.phase(),
+                    expected,
+                    "resume_cleartext from {before:?}"
+                );
                 continue;
             }
             Step::Line {
@@ -145,8 +162,10 @@ fuzz_target!(|input: Input| {
             }
         };
         let after = session.phase();
+        // Lines never lead out of NotFtp or Tls (only resume_cleartext,
+        // called by the engine after CCC, leaves Tls).
         if terminal(before) {
-            assert_eq!(after, before, "left a terminal phase");
+            assert_eq!(after, before, "a line left the {before:?} phase");
         }
         assert_eq!(session.is_parsing(), !terminal(after));
         if let Some(Event::Announce(form, hp)) = &event {

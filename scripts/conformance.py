@@ -418,8 +418,10 @@ class Case:
 
     def port(self, k):
         """A data port unique to this case, slot k and mode (no pinhole or
-        expectation of an earlier case or mode can ever match it)."""
-        return 40000 + 1000 * self.ctx.mode_index + 16 * self.num + k
+        expectation of an earlier case or mode can ever match it), above
+        the ephemeral range (32768-60999) so that no control connection of
+        the peers can hold it."""
+        return 61000 + 1000 * self.ctx.mode_index + 16 * self.num + k
 
     def session(self, path):
         return Session(self, path)
@@ -1068,6 +1070,8 @@ def cmd_table(args):
                 bad.append("ftp-alg was not running any more after the cases")
             if meta.get("exit", "0") not in ("0", ""):
                 bad.append(f"ftp-alg exit status after SIGTERM: {meta.get('exit')} (expected 0)")
+            if meta.get("ruleset", "restored") != "restored":
+                bad.append(f"ruleset {meta['ruleset']}")
             if meta.get("setup_error"):
                 bad.append(meta["setup_error"])
         verdict = ("NOT OK: " + "; ".join(bad)) if bad else ("OK" if m == "alg" else "report only")
@@ -1076,7 +1080,7 @@ def cmd_table(args):
         print(f"mode {m} ({MODE_TITLE.get(m, m)}): {n_pass}/{len(cases)} cases as expected -- {verdict}")
         if meta.get("invalid"):
             print(f"  {meta['invalid']}")
-        for k in ("exit", "seconds"):
+        for k in ("exit", "ruleset", "seconds"):
             if meta.get(k):
                 print(f"  {k}: {meta[k]}")
         for num in sorted(cases):

@@ -5,7 +5,7 @@
 # What the netns lab uses (scripts/lib-lab.sh) and what building needs.
 DEPS_APT_PACKAGES=(
     iproute2 iptables nftables conntrack ethtool tcpdump iputils-ping procps coreutils
-    vsftpd lftp curl python3
+    vsftpd lftp curl python3 systemd
 )
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
@@ -36,6 +36,13 @@ enum Command {
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
+    },
+    /// Print the man page (roff) to stdout: `ftp-alg man > ftp-alg.8`.
+    Man,
+    /// Print a shell completion script: `ftp-alg completions bash`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Show the running daemon's sessions and pinholes (needs root).
     Status {
@@ -126,6 +133,18 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// Writes generated text to stdout; a closed pipe is not worth a panic.
+fn write_stdout(text: std::io::Result<Vec<u8>>) -> ExitCode {
+    match text.and_then(|t| std::io::stdout().write_all(&t)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftp-alg: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config_error(e: &ConfigError) -> ExitCode {
     eprintln!("ftp-alg: configuration error: {e}");
     ExitCode::from(EXIT_CONFIG)
@@ -141,6 +160,19 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Man => {
+            let mut page = Vec::new();
+            let rendered = clap_mangen::Man::new(Cli::command())
+                .section("8")
+                .render(&mut page);
+            write_stdout(rendered.map(|()| page))
+        }
+        Command::Completions { shell } => {
+            // Rendered to memory first: the generator panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ftp-alg", &mut script);
+            write_stdout(Ok(script))
+        }
         Command::Status { socket, config } => {
             let path = match (socket, config) {
                 (Some(path), _) => path,

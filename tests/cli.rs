@@ -83,3 +83,52 @@ fn rules_prints_both_variants_with_overrides() {
     );
     assert!(text.contains("table inet ftp_alg"));
 }
+
+#[test]
+fn man_page_and_completions_are_generated() {
+    let man = ftp_alg(&["man"]);
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains(".TH ftp-alg 8"), "{page}");
+    assert!(
+        page.contains("check\\-config"),
+        "subcommands listed: {page}"
+    );
+    let bash = ftp_alg(&["completions", "bash"]);
+    assert!(bash.status.success());
+    assert!(String::from_utf8(bash.stdout)
+        .unwrap()
+        .contains("complete -F _ftp__alg"));
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    // The unit as shipped, pointed at the binary under test.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/ftp-alg.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN\n"),
+        "only CAP_NET_ADMIN"
+    );
+    let dir = std::env::temp_dir().join(format!("ftp-alg-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ftp-alg.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/sbin/ftp-alg", env!("CARGO_BIN_EXE_ftp-alg")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", path.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze is needed (Debian package systemd; scripts/test.sh installs it)");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

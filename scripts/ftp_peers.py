@@ -168,8 +168,8 @@ def cmd_latency_report(a):
         for p in (50, 99):
             d = us(pct(modes[name], p) - pct(modes["C"], p))
             print(
-                f"  {labels[name]:<16} p{p:<2}: +{d:7.1f} us per round trip"
-                f" = +{d / 2:6.1f} us per packet"
+                f"  {labels[name]:<16} p{p:<2}: {d:+7.1f} us per round trip"
+                f" = {d / 2:+6.1f} us per packet"
             )
     for p in (50, 90, 99):
         r = pct(modes["A"], p) / pct(modes["B"], p)

@@ -5,11 +5,8 @@
 //! addresses (e.g. the SNAT address and port the server sees). That tells
 //! ftp-alg what to write into PORT/EPRT without any configuration.
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use netlink_packet_core::{
     ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_ERROR,
@@ -21,11 +18,9 @@ use netlink_packet_netfilter::conntrack::{
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use netlink_sys::Socket;
 
-/// A kernel that has not answered in this time will not answer; the daemon
-/// must not hang on it.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::netlink::{invalid_data, kernel_error, open_socket, recv, send};
 
 /// Receive buffer; one conntrack entry is a few hundred bytes.
 const RECV_BUF_LEN: usize = 16 * 1024;
@@ -235,104 +230,6 @@ fn parse_tuple(tuple: &[Tuple]) -> io::Result<(SocketAddr, SocketAddr)> {
             format!("incomplete conntrack tuple: {tuple:?}"),
         )),
     }
-}
-
-fn invalid_data(e: netlink_packet_core::DecodeError) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("malformed netlink answer: {e}"),
-    )
-}
-
-/// A NETLINK_NETFILTER socket connected to the kernel, with a bounded
-/// receive wait.
-fn open_socket() -> io::Result<Socket> {
-    let socket = Socket::new(NETLINK_NETFILTER)?;
-    // Connecting to the kernel (port 0) binds an automatic port and drops
-    // anything that does not come from the kernel.
-    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
-    // Error answers would otherwise echo the whole request back.
-    socket.set_cap_ack(true)?;
-    let tv = libc::timeval {
-        tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd, option value points to a live timeval of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(socket)
-}
-
-/// Sends one datagram, retrying when a signal interrupts the call.
-fn send(socket: &Socket, buf: &[u8]) -> io::Result<()> {
-    loop {
-        match socket.send(buf, 0) {
-            Ok(n) if n == buf.len() => return Ok(()),
-            Ok(n) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("netlink send: {n} of {} bytes sent", buf.len()),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Receives one datagram into `buf` (replacing its contents), retrying when
-/// a signal interrupts the call; gives up after [`RECV_TIMEOUT`].
-fn recv(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
-    loop {
-        buf.clear();
-        match socket.recv(buf, 0) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no netlink answer from the kernel within {RECV_TIMEOUT:?}"),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// An error the kernel reported, with what was being done.
-#[derive(Debug)]
-struct KernelError {
-    context: String,
-    errno: io::Error,
-}
-
-impl fmt::Display for KernelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.errno)
-    }
-}
-
-impl std::error::Error for KernelError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.errno)
-    }
-}
-
-/// An io::Error whose kind follows `errno`, whose message says what failed
-/// and whose source is the raw OS error (for callers that need the errno).
-fn kernel_error(context: String, errno: i32) -> io::Error {
-    let errno = io::Error::from_raw_os_error(errno);
-    io::Error::new(errno.kind(), KernelError { context, errno })
 }
 
 #[cfg(test)]

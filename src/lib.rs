@@ -16,6 +16,7 @@ pub mod conntrack;
 pub mod engine;
 pub mod ftp;
 pub mod metrics;
+mod netlink;
 pub mod nfqueue;
 pub mod nft;
 pub mod packet;

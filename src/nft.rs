@@ -10,10 +10,8 @@
 //! is 12 bytes over IPv4 and 36 over IPv6, and the DNAT value
 //! `addr . inet_service` is 8 or 20 bytes. Ports are big-endian.
 
-use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -26,16 +24,13 @@ use netlink_packet_netfilter::nftables::{
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
+use crate::netlink::{invalid_data, kernel_error, open_socket, recv, send};
 use crate::pinhole::Pinhole;
 
 /// nfgenmsg.res_id of a batch message names the subsystem the batch is for.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-
-/// A kernel that has not answered in this time will not answer; the daemon
-/// must not hang on it.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Receive buffer; ACKs are 36 bytes each (the socket uses NETLINK_CAP_ACK).
 const RECV_BUF_LEN: usize = 64 * 1024;
@@ -379,104 +374,6 @@ fn parse_acks(datagram: &[u8]) -> io::Result<Vec<(u32, i32)>> {
         rest = rest.get(len..).unwrap_or(&[]);
     }
     Ok(acks)
-}
-
-fn invalid_data(e: netlink_packet_core::DecodeError) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("malformed netlink answer: {e}"),
-    )
-}
-
-/// A NETLINK_NETFILTER socket connected to the kernel, with a bounded
-/// receive wait.
-fn open_socket() -> io::Result<Socket> {
-    let socket = Socket::new(NETLINK_NETFILTER)?;
-    // Connecting to the kernel (port 0) binds an automatic port and drops
-    // anything that does not come from the kernel.
-    socket.connect(&SocketAddr::new(0, 0))?;
-    // Error answers would otherwise echo the whole request back.
-    socket.set_cap_ack(true)?;
-    let tv = libc::timeval {
-        tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd, option value points to a live timeval of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(socket)
-}
-
-/// Sends one datagram, retrying when a signal interrupts the call.
-fn send(socket: &Socket, buf: &[u8]) -> io::Result<()> {
-    loop {
-        match socket.send(buf, 0) {
-            Ok(n) if n == buf.len() => return Ok(()),
-            Ok(n) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("netlink send: {n} of {} bytes sent", buf.len()),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Receives one datagram into `buf` (replacing its contents), retrying when
-/// a signal interrupts the call; gives up after [`RECV_TIMEOUT`].
-fn recv(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
-    loop {
-        buf.clear();
-        match socket.recv(buf, 0) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no netlink answer from the kernel within {RECV_TIMEOUT:?}"),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// An error the kernel reported, with what was being done.
-#[derive(Debug)]
-struct KernelError {
-    context: String,
-    errno: io::Error,
-}
-
-impl fmt::Display for KernelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.errno)
-    }
-}
-
-impl std::error::Error for KernelError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.errno)
-    }
-}
-
-/// An io::Error whose kind follows `errno`, whose message says what failed
-/// and whose source is the raw OS error (for callers that need the errno).
-fn kernel_error(context: String, errno: i32) -> io::Error {
-    let errno = io::Error::from_raw_os_error(errno);
-    io::Error::new(errno.kind(), KernelError { context, errno })
 }
 
 #[cfg(test)]

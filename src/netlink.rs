@@ -1,0 +1,114 @@
+//! The NETLINK_NETFILTER socket plumbing shared by the nf_tables pinhole
+//! backend ([`crate::nft`]) and the conntrack lookups
+//! ([`crate::conntrack`]): a socket connected to the kernel with a bounded
+//! receive wait, send and receive that survive the daemon's wake-up
+//! signals, and kernel errors that keep their errno.
+
+use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+/// How long to wait for the kernel's answer before giving up.
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A malformed answer from the kernel.
+pub(crate) fn invalid_data(e: netlink_packet_core::DecodeError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed netlink answer: {e}"),
+    )
+}
+
+/// A NETLINK_NETFILTER socket connected to the kernel, with a bounded
+/// receive wait.
+pub(crate) fn open_socket() -> io::Result<Socket> {
+    let socket = Socket::new(NETLINK_NETFILTER)?;
+    // Connecting to the kernel (port 0) binds an automatic port and drops
+    // anything that does not come from the kernel.
+    socket.connect(&SocketAddr::new(0, 0))?;
+    // Error answers would otherwise echo the whole request back.
+    socket.set_cap_ack(true)?;
+    let tv = libc::timeval {
+        tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: valid fd, option value points to a live timeval of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// Sends one datagram, retrying when a signal interrupts the call.
+pub(crate) fn send(socket: &Socket, buf: &[u8]) -> io::Result<()> {
+    loop {
+        match socket.send(buf, 0) {
+            Ok(n) if n == buf.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("netlink send: {n} of {} bytes sent", buf.len()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Receives one datagram into `buf` (replacing its contents), retrying when
+/// a signal interrupts the call; gives up after [`RECV_TIMEOUT`].
+pub(crate) fn recv(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        buf.clear();
+        match socket.recv(buf, 0) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no netlink answer from the kernel within {RECV_TIMEOUT:?}"),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An error the kernel reported, with what was being done.
+#[derive(Debug)]
+struct KernelError {
+    context: String,
+    errno: io::Error,
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.errno)
+    }
+}
+
+impl std::error::Error for KernelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.errno)
+    }
+}
+
+/// An io::Error whose kind follows `errno`, whose message says what failed
+/// and whose source is the raw OS error (for callers that need the errno).
+pub(crate) fn kernel_error(context: String, errno: i32) -> io::Error {
+    let errno = io::Error::from_raw_os_error(errno);
+    io::Error::new(errno.kind(), KernelError { context, errno })
+}

@@ -17,89 +17,26 @@
 //! The lab needs root and network namespaces. Without them this test FAILS
 //! with a message; it never passes without testing anything.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
-
-/// Effective uid from /proc (no extra dependency).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+mod netns;
 
 #[test]
 fn netns_conformance_table_alg_vs_kernel_helper() {
-    match effective_uid() {
-        Some(0) => {}
-        other => panic!(
-            "tests/conformance_netns.rs needs root and network namespaces (it builds a lab of \
-             `ip netns` namespaces with a NAT gateway and scripted FTP peers); effective uid is \
-             {other:?}. Run it as root, e.g. `sudo scripts/test.sh` or \
-             `sudo -E cargo test --test conformance_netns`."
-        ),
-    }
-    for tool in [
-        "ip",
-        "iptables-nft",
-        "ip6tables-nft",
-        "nft",
-        "conntrack",
-        "ethtool",
-        "python3",
-        "timeout",
-    ] {
-        assert!(
-            have(tool),
-            "tests/conformance_netns.rs needs `{tool}` (root + netns lab); scripts/test.sh \
-             installs the lab's packages"
-        );
-    }
-
-    let script = repo().join("scripts/conformance.sh");
-    let started = Instant::now();
-    // Written to the real stderr; the script's table goes straight to this
-    // process's stdout (not through the harness's capture), so it shows in
-    // CI logs whether the test passes or fails.
-    let _ = writeln!(
-        std::io::stderr(),
-        "=== conformance_netns: scripts/conformance.sh --modes alg,kernel"
+    netns::require_lab(
+        "tests/conformance_netns.rs",
+        &[
+            "ip",
+            "iptables-nft",
+            "ip6tables-nft",
+            "nft",
+            "conntrack",
+            "ethtool",
+            "python3",
+            "timeout",
+        ],
     );
-    let mut cmd = Command::new("timeout");
-    // Hard upper bound; the script bounds every step and cleans up on TERM.
-    cmd.args(["-k", "30", "420", "bash"])
-        .arg(&script)
-        .args(["--modes", "alg,kernel"])
-        .current_dir(repo())
-        .env("FTP_ALG_BIN", env!("CARGO_BIN_EXE_ftp-alg"))
-        .env("LAB_LOG_DIR", repo().join("target/lab-logs"));
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "debug");
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let _ = writeln!(
-        std::io::stderr(),
-        "=== conformance_netns: exit status {:?} after {:.1} s",
-        status.code(),
-        started.elapsed().as_secs_f64()
-    );
+    let status = netns::run_lab_script("conformance.sh", &["--modes", "alg,kernel"], 420);
     assert_eq!(
-        status.code(),
+        status,
         Some(0),
         "the conformance table failed for ftp-alg: some case did not behave as expected, \
          INVALID drops were counted or the daemon died (exit 1), or the lab could not be set \

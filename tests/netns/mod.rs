@@ -76,3 +76,60 @@ impl Drop for Netns {
             .output();
     }
 }
+
+/// Fails the test (never skips) unless running as root with every tool of
+/// `tools` on PATH. `test` names the test file in the message.
+pub fn require_lab(test: &str, tools: &[&str]) {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "{test} needs root and network namespaces (it builds a lab of `ip netns` namespaces \
+         with a NAT gateway); effective uid is {uid}. Run it as root, e.g. `sudo scripts/test.sh`."
+    );
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{test} needs `{tool}`; scripts/test.sh installs the lab's packages"
+        );
+    }
+}
+
+/// Runs `bash scripts/SCRIPT ARGS` from the repository under `timeout`
+/// with this crate's binary as FTP_ALG_BIN. Its output goes straight to
+/// this process's stdout and stderr (not through the harness's capture), so
+/// tables show in CI logs whether the test passes or fails. Returns the
+/// exit status.
+pub fn run_lab_script(script: &str, args: &[&str], limit_secs: u32) -> Option<i32> {
+    use std::io::Write;
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = repo.join("scripts").join(script);
+    let started = std::time::Instant::now();
+    let _ = writeln!(std::io::stderr(), "=== scripts/{script} {}", args.join(" "));
+    let mut cmd = Command::new("timeout");
+    // A hard bound on top of the scripts' own (they clean up on TERM).
+    cmd.args(["-k", "30", &limit_secs.to_string(), "bash"])
+        .arg(&path)
+        .args(args)
+        .current_dir(&repo)
+        .env("FTP_ALG_BIN", env!("CARGO_BIN_EXE_ftp-alg"))
+        .env("LAB_LOG_DIR", repo.join("target/lab-logs"));
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "debug");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    let _ = writeln!(
+        std::io::stderr(),
+        "=== scripts/{script}: exit status {:?} after {:.1} s",
+        status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    status.code()
+}

@@ -28,3 +28,7 @@ echo "== cargo build --locked --release"
 cargo build --locked --release
 echo "== cargo test --locked --all-targets"
 cargo test --locked --all-targets
+# Fuzzing smoke run: every cargo-fuzz target for 20 s (fails on any crash).
+# Longer runs by hand: scripts/fuzz.sh 600
+echo "== scripts/fuzz.sh 20"
+bash scripts/fuzz.sh 20

@@ -130,6 +130,12 @@ pub fn render(p: &Published) -> String {
         "Verdicts the kernel did not accept.",
         s.verdict_errors,
     );
+    counter(
+        &mut out,
+        "queue_overruns_total",
+        "Times the kernel's queue was full and dropped control packets.",
+        s.queue_overruns,
+    );
 
     gauge(
         &mut out,
@@ -657,7 +663,7 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "bad value in {l:?}");
             }
         }
-        assert_eq!(seen.len(), 15);
+        assert_eq!(seen.len(), 16);
         assert!(text.ends_with('\n'));
     }
 

@@ -21,6 +21,9 @@ use crate::nft::NftPinholes;
 use crate::pinhole::Pinhole;
 use crate::telemetry::{self, ShellStats};
 
+/// Packets the kernel may hold for ftp-alg before it drops.
+const QUEUE_MAX_LEN: u32 = 8192;
+
 /// How often the engine's timers run and telemetry is published.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -53,6 +56,10 @@ impl Worker {
                 format!("cannot bind NFQUEUE {queue_num} (is another instance running?): {e}"),
             )
         })?;
+        // Room for bursts (the kernel's default is 1024 packets), and
+        // report overruns: nfq turns ENOBUFS off, which hides drops.
+        queue.set_queue_max_len(queue_num, QUEUE_MAX_LEN)?;
+        queue.set_recv_enobufs(true)?;
         Ok(Worker {
             queue,
             engine,
@@ -91,6 +98,7 @@ impl Worker {
                 Ok(msg) => self.process(msg),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => tick = true,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.stats.queue_overruns += 1;
                     warn!("queue overrun: the kernel dropped control packets (they will be retransmitted)")
                 }
                 Err(e) => return Err(e),

@@ -53,6 +53,9 @@ pub struct ShellStats {
     pub packets_modified: u64,
     /// Verdicts the kernel did not accept.
     pub verdict_errors: u64,
+    /// Times the kernel reported the queue full (ENOBUFS): control packets
+    /// were dropped before reaching ftp-alg (senders retransmit them).
+    pub queue_overruns: u64,
     /// Pinhole installs or removals that failed.
     pub pinhole_errors: u64,
     /// Per-packet processing time histogram: counts per upper bound.

@@ -42,6 +42,9 @@ pub struct Config {
     /// Install the queue rules, the table and the accept rule at start and
     /// remove them at exit. When false the admin installs them.
     pub install_rules: bool,
+    /// Queue rules with bypass: while ftp-alg is not running, control
+    /// traffic passes unhelped (fail-open) instead of being dropped.
+    pub queue_bypass: bool,
     /// Where Prometheus metrics are served (`GET /metrics`); off when unset.
     pub metrics_address: Option<SocketAddr>,
     /// Unix socket of `ftp-alg status` (created mode 0600: root only).
@@ -93,6 +96,7 @@ impl Default for Config {
             max_pinholes_per_session: 2,
             ct_mark: 0x0100_0000,
             install_rules: true,
+            queue_bypass: true,
             metrics_address: None,
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             policy: PolicyConfig::default(),

@@ -242,16 +242,42 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
         println!("ftp-alg ready (queue {})", cfg.queue_num);
         let _ = std::io::stdout().flush();
+        notify_systemd("READY=1");
         let mut reload = |worker: &mut Worker| reload_config(cfg, config_path.as_deref(), worker);
         run_until_signalled(&mut worker, &mut reload)
         // `_status` drops here: the socket file is removed.
     });
+    notify_systemd("STOPPING=1");
     if let Some(installed) = installed {
         installed.remove()?;
         info!("rules removed");
     }
     result?;
     Ok(())
+}
+
+/// Tells systemd (Type=notify) about readiness and shutdown: one datagram
+/// to $NOTIFY_SOCKET (sd_notify(3)); nothing when it is not set.
+fn notify_systemd(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|socket| {
+        let bytes = path.as_encoded_bytes();
+        match bytes.strip_prefix(b"@") {
+            // A leading '@' names a socket in the abstract namespace.
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                socket.send_to_addr(state.as_bytes(), &addr)
+            }
+            None => socket.send_to(state.as_bytes(), &path),
+        }
+    });
+    if let Err(e) = sent {
+        warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Starts the metrics endpoint when configured (failing to bind it is an

@@ -218,14 +218,15 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
     if backend == QueueBackend::Native {
         let ports = nft_ports(&cfg.control_ports);
         let q = cfg.queue_num;
+        let bypass = if cfg.queue_bypass { " bypass" } else { "" };
         t.push_str(&format!(
             "\tchain queue_to_server {{\n\
              \t\ttype filter hook prerouting priority raw; policy accept;\n\
-             \t\ttcp dport {ports} queue num {q} bypass\n\
+             \t\ttcp dport {ports} queue num {q}{bypass}\n\
              \t}}\n\
              \tchain queue_to_client {{\n\
              \t\ttype filter hook forward priority mangle; policy accept;\n\
-             \t\ttcp sport {ports} queue num {q} bypass\n\
+             \t\ttcp sport {ports} queue num {q}{bypass}\n\
              \t}}\n"
         ));
     }
@@ -636,15 +637,12 @@ fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
             }
             spec.extend(comment_spec());
             spec.extend(
-                [
-                    "-j",
-                    "NFQUEUE",
-                    "--queue-num",
-                    &cfg.queue_num.to_string(),
-                    "--queue-bypass",
-                ]
-                .map(String::from),
+                ["-j", "NFQUEUE", "--queue-num", &cfg.queue_num.to_string()].map(String::from),
             );
+            if cfg.queue_bypass {
+                // Let control traffic pass (unhelped) while ftp-alg is down.
+                spec.push("--queue-bypass".to_string());
+            }
             out.push(XtRule {
                 table,
                 chain,
@@ -1089,6 +1087,18 @@ mod tests {
         let t = table_text(&cfg(&[21, 2121, 21]), QueueBackend::Native);
         assert!(t.contains("tcp dport { 21, 2121 } queue num 7 bypass"));
         assert!(t.contains("tcp sport { 21, 2121 } queue num 7 bypass"));
+    }
+
+    #[test]
+    fn queue_bypass_can_be_turned_off() {
+        let mut c = cfg(&[21]);
+        c.queue_bypass = false;
+        for r in queue_rules(&c, Family::V4) {
+            assert!(!r.insert_args().join(" ").contains("bypass"));
+        }
+        assert!(!table_text(&c, QueueBackend::Native).contains("bypass"));
+        c.queue_bypass = true;
+        assert!(table_text(&c, QueueBackend::Native).contains("queue num 7 bypass"));
     }
 
     #[test]

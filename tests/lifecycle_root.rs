@@ -18,6 +18,16 @@ struct Daemon {
 impl Daemon {
     /// Starts `ftp-alg run --config CONFIG` in `ns` and waits for "ready".
     fn start(ns: &Netns, config: &std::path::Path, tag: &str) -> Daemon {
+        Daemon::start_with(ns, config, tag, None)
+    }
+
+    /// Same, with NOTIFY_SOCKET set for this daemon only.
+    fn start_with(
+        ns: &Netns,
+        config: &std::path::Path,
+        tag: &str,
+        notify: Option<&std::path::Path>,
+    ) -> Daemon {
         let stderr_path = std::env::temp_dir().join(format!(
             "ftp-alg-lifecycle-{}-{tag}.log",
             std::process::id()
@@ -30,6 +40,7 @@ impl Daemon {
                 config.to_str().unwrap(),
             ])
             .env("RUST_LOG", "info")
+            .envs(notify.map(|p| ("NOTIFY_SOCKET", p)))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
@@ -151,7 +162,19 @@ fn sighup_reloads_and_sigterm_restores_the_ruleset() {
     admin_firewall(&ns);
     let before = ns.ruleset();
     let config = write_config("hup", "pinhole_timeout_secs = 30\n");
-    let d = Daemon::start(&ns, &config, "hup");
+    // Stand in for systemd: readiness comes as a datagram on NOTIFY_SOCKET.
+    let notify_path = config.with_extension("notify");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let d = Daemon::start_with(&ns, &config, "hup", Some(&notify_path));
+    let mut buf = [0u8; 64];
+    let n = notify
+        .recv(&mut buf)
+        .expect("READY=1 sent to NOTIFY_SOCKET");
+    assert_eq!(&buf[..n], b"READY=1");
     let with = ns.ruleset();
     assert!(with.contains("table inet ftp_alg"), "{with}");
     assert!(with.contains("queue num 21"), "{with}");
@@ -185,6 +208,11 @@ fn sighup_reloads_and_sigterm_restores_the_ruleset() {
     d.signal(libc::SIGTERM);
     let status = d.wait_exit();
     assert!(status.success(), "exit status {status:?}");
+    let n = notify
+        .recv(&mut buf)
+        .expect("STOPPING=1 sent to NOTIFY_SOCKET");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let _ = std::fs::remove_file(&notify_path);
     assert_eq!(ns.ruleset(), before, "ruleset after SIGTERM");
     assert!(!socket.exists(), "status socket removed at exit");
     let _ = std::fs::remove_file(&config);

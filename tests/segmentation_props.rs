@@ -1,6 +1,7 @@
-//! Property: however a dialogue is cut into TCP segments, and whatever
-//! is retransmitted (re-cut or not), each side receives the same bytes and
-//! the same pinholes open as when every message travels in one segment.
+//! Property: however a dialogue is cut into TCP segments, whatever is
+//! retransmitted (re-cut or not) and whatever arrives out of order, each
+//! side receives the same bytes and the same pinholes open as when every
+//! message travels in one segment.
 
 mod support;
 
@@ -14,6 +15,8 @@ struct Write {
     text: String,
     cuts: Vec<usize>,
     resend: Vec<(usize, usize)>,
+    /// Adjacent segments whose first copies arrive swapped.
+    swaps: Vec<usize>,
 }
 
 fn client_line() -> impl Strategy<Value = String> {
@@ -64,13 +67,15 @@ fn write() -> impl Strategy<Value = Write> {
                 Just(text),
                 prop::collection::vec(1..n.max(2), 0..6),
                 prop::collection::vec((0..n, 0..n + 1), 0..3),
+                prop::collection::vec(0..6usize, 0..2),
             )
         })
-        .prop_map(|(side, text, cuts, resend)| Write {
+        .prop_map(|(side, text, cuts, resend, swaps)| Write {
             side,
             text,
             cuts,
             resend,
+            swaps,
         })
 }
 
@@ -86,7 +91,7 @@ fn run(writes: &[Write], cut: bool) -> (Vec<u8>, Vec<u8>, Vec<ftp_alg::pinhole::
     sim.send(Side::Server, b"220 hi\r\n", &[]);
     for w in writes {
         if cut {
-            sim.send_with_retransmissions(w.side, w.text.as_bytes(), &w.cuts, &w.resend);
+            sim.send_shuffled(w.side, w.text.as_bytes(), &w.cuts, &w.resend, &w.swaps);
         } else {
             sim.send(w.side, w.text.as_bytes(), &[]);
         }
@@ -120,18 +125,21 @@ fn uncut_run_rewrites_both_directions() {
             text: "PASV\r\n".into(),
             cuts: vec![],
             resend: vec![],
+            swaps: vec![],
         },
         Write {
             side: Side::Server,
             text: "227 Entering Passive Mode (192,0,2,10,4,1)\r\n".into(),
             cuts: vec![],
             resend: vec![],
+            swaps: vec![],
         },
         Write {
             side: Side::Client,
             text: "PORT 198,51,100,2,4,2\r\n".into(),
             cuts: vec![],
             resend: vec![],
+            swaps: vec![],
         },
     ];
     let (to_server, to_client, opened) = run(&writes, false);

@@ -275,6 +275,20 @@ impl Sim {
         cuts: &[usize],
         resend: &[(usize, usize)],
     ) {
+        self.send_shuffled(side, data, cuts, resend, &[]);
+    }
+
+    /// Like [`Sim::send_with_retransmissions`], and the first copies of the
+    /// segments go out in a different order: segment `i` and `i + 1` swap
+    /// for every `i` in `swaps` (as a network that reorders would).
+    pub fn send_shuffled(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        cuts: &[usize],
+        resend: &[(usize, usize)],
+        swaps: &[usize],
+    ) {
         let start = self.stream(side).written.len();
         self.stream(side).written.extend_from_slice(data);
         let mut bounds: Vec<usize> = cuts
@@ -284,10 +298,19 @@ impl Sim {
             .collect();
         bounds.sort_unstable();
         bounds.dedup();
+        let mut segments = Vec::new();
         let mut from = 0;
         for to in bounds.into_iter().chain([data.len()]) {
-            self.send_range(side, start + from, start + to);
+            segments.push((from, to));
             from = to;
+        }
+        for &i in swaps {
+            if i + 1 < segments.len() {
+                segments.swap(i, i + 1);
+            }
+        }
+        for (a, b) in segments {
+            self.send_range(side, start + a, start + b);
         }
         for &(a, b) in resend {
             let (a, b) = (a.min(data.len()), b.min(data.len()));

@@ -221,24 +221,23 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     // Before any thread starts, so that all of them inherit the mask and a
     // SIGTERM always reaches the handler that removes the rules.
     block_control_signals()?;
-    let engine = Engine::new(cfg.engine());
-    // Rules first: the pinhole backend needs ftp-alg's table to exist.
-    // The queue rules use bypass, so traffic flows (unhelped) until the
-    // queue is bound just below.
+    let published = telemetry::Shared::default();
+    // The queue first: binding fails (EPERM) while another instance holds
+    // it, and this instance must then stop before it touches that one's
+    // rules (installing starts by removing "stale" ones).
+    let mut worker = Worker::open(
+        Engine::new(cfg.engine()),
+        cfg.queue_num,
+        TABLE_NAME,
+        cfg.pinhole_timeout,
+        published.clone(),
+    )?;
     let installed = if cfg.install_rules {
         Some(ruleset::install(cfg)?)
     } else {
         None
     };
-    let published = telemetry::Shared::default();
     let result = serve_telemetry(cfg, &published).and_then(|_status| {
-        let mut worker = Worker::open(
-            engine,
-            cfg.queue_num,
-            TABLE_NAME,
-            cfg.pinhole_timeout,
-            published,
-        )?;
         info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
         println!("ftp-alg ready (queue {})", cfg.queue_num);
         let _ = std::io::stdout().flush();

@@ -234,6 +234,29 @@ fn restart_after_kill_9_removes_stale_rules() {
     );
     let second = Daemon::start(&ns, &config, "k9b");
     let running = ns.ruleset();
+    // A third instance while the second runs: it cannot bind the queue and
+    // must leave the running one's rules alone.
+    let third = ns
+        .command(&[
+            env!("CARGO_BIN_EXE_ftp-alg"),
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        third.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(String::from_utf8_lossy(&third.stderr).contains("cannot bind NFQUEUE"));
+    assert_eq!(
+        ns.ruleset(),
+        running,
+        "the running instance's rules are untouched"
+    );
     assert_eq!(
         running.matches("table inet ftp_alg").count(),
         1,

@@ -300,8 +300,8 @@ fn serve_telemetry(
     }
 }
 
-/// SIGHUP: policy, limits and timeouts take effect at once; keys that
-/// shape the installed rules need a restart and are reported.
+/// SIGHUP: policy, limits and timeouts take effect at once; other keys
+/// (rules, sockets, logging) need a restart and are reported.
 fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut Worker) {
     let Some(path) = path else {
         info!("SIGHUP without --config: nothing to reload");
@@ -309,18 +309,15 @@ fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut 
     };
     match Config::load(path) {
         Ok(new) => {
-            if (
-                &new.control_ports,
-                new.queue_num,
-                new.ct_mark,
-                new.install_rules,
-            ) != (
-                &running.control_ports,
-                running.queue_num,
-                running.ct_mark,
-                running.install_rules,
-            ) {
-                warn!("control_ports, queue, ct_mark and install_rules change only with a restart");
+            // Everything but the reloadable keys must be as running.
+            let rest = Config {
+                pinhole_timeout: running.pinhole_timeout,
+                max_pinholes_per_session: running.max_pinholes_per_session,
+                policy: running.policy.clone(),
+                ..new.clone()
+            };
+            if rest != *running {
+                warn!("only pinhole_timeout_secs, max_pinholes_per_session and [policy] apply on reload; other changed keys need a restart");
             }
             worker.reconfigure(new.engine(), new.pinhole_timeout);
             info!(file = %path.display(), "configuration reloaded");

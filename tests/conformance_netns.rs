@@ -34,7 +34,7 @@ fn netns_conformance_table_alg_vs_kernel_helper() {
             "timeout",
         ],
     );
-    let status = netns::run_lab_script("conformance.sh", &["--modes", "alg,kernel"], 420);
+    let status = netns::run_lab_script("conformance.sh", &["--modes", "alg,kernel"], &[], 420);
     assert_eq!(
         status,
         Some(0),

@@ -35,8 +35,8 @@ fn netns_lab_matrix_alg_and_negative_control() {
             "ethtool",
         ],
     );
-    let alg = netns::run_lab_script("lab.sh", &["matrix", "--mode", "alg"], 1500);
-    let none = netns::run_lab_script("lab.sh", &["matrix", "--mode", "none"], 1500);
+    let alg = netns::run_lab_script("lab.sh", &["matrix", "--mode", "alg"], &[], 1500);
+    let none = netns::run_lab_script("lab.sh", &["matrix", "--mode", "none"], &[], 1500);
     assert_eq!(
         alg,
         Some(0),

@@ -16,11 +16,6 @@
 //! The lab needs root and network namespaces. Without them this test FAILS
 //! with a message; it never passes without testing anything.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
-
 mod netns;
 
 const SESSIONS: &str = "1000";
@@ -42,40 +37,14 @@ fn netns_scale_1000_concurrent_sessions() {
             "timeout",
         ],
     );
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let script = repo.join("scripts/scale.sh");
-    let started = Instant::now();
-    // Written to the real stderr; the script's report goes straight to this
-    // process's stdout/stderr (not through the harness's capture), so it
-    // shows in CI logs whether the test passes or fails.
-    let _ = writeln!(
-        std::io::stderr(),
-        "=== scale_netns: SESSIONS={SESSIONS} scripts/scale.sh"
-    );
-    let mut cmd = Command::new("timeout");
-    // A hard bound on top of the script's own (about 4 minutes; it cleans
-    // up on TERM).
-    cmd.args(["-k", "30", "360", "bash"])
-        .arg(&script)
-        .current_dir(&repo)
-        .env("SESSIONS", SESSIONS)
-        .env("SCALE_MODE", "alg")
-        .env("FTP_ALG_BIN", env!("CARGO_BIN_EXE_ftp-alg"))
-        .env("LAB_LOG_DIR", repo.join("target/lab-logs"));
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "debug");
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let _ = writeln!(
-        std::io::stderr(),
-        "=== scale_netns: exit status {:?} after {:.1} s",
-        status.code(),
-        started.elapsed().as_secs_f64()
+    let status = netns::run_lab_script(
+        "scale.sh",
+        &[],
+        &[("SESSIONS", SESSIONS), ("SCALE_MODE", "alg")],
+        360,
     );
     assert_eq!(
-        status.code(),
+        status,
         Some(0),
         "scripts/scale.sh with {SESSIONS} concurrent sessions through ftp-alg failed: some \
          session failed, pinholes were left, INVALID drops were counted or the daemon died \

@@ -101,11 +101,16 @@ pub fn require_lab(test: &str, tools: &[&str]) {
 }
 
 /// Runs `bash scripts/SCRIPT ARGS` from the repository under `timeout`
-/// with this crate's binary as FTP_ALG_BIN. Its output goes straight to
+/// with this crate's binary as FTP_ALG_BIN and the extra environment `env`. Its output goes straight to
 /// this process's stdout and stderr (not through the harness's capture), so
 /// tables show in CI logs whether the test passes or fails. Returns the
 /// exit status.
-pub fn run_lab_script(script: &str, args: &[&str], limit_secs: u32) -> Option<i32> {
+pub fn run_lab_script(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit_secs: u32,
+) -> Option<i32> {
     use std::io::Write;
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = repo.join("scripts").join(script);
@@ -118,7 +123,8 @@ pub fn run_lab_script(script: &str, args: &[&str], limit_secs: u32) -> Option<i3
         .args(args)
         .current_dir(&repo)
         .env("FTP_ALG_BIN", env!("CARGO_BIN_EXE_ftp-alg"))
-        .env("LAB_LOG_DIR", repo.join("target/lab-logs"));
+        .env("LAB_LOG_DIR", repo.join("target/lab-logs"))
+        .envs(env.iter().copied());
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "debug");
     }

@@ -33,8 +33,11 @@ Every case (except the one about the first line, case 4) logs in first
 (USER/331, PASS/230), so that the line under test is not the first line of
 the connection: the kernel helper never parses that one, and it would mask
 what each case is about. Every case ends with a NOOP/200 round trip and
-checks the exact bytes each far side received at every step. Python 3
-standard library only.
+checks the exact bytes each far side received at every step. Case 23 also
+exchanges raw bytes that are not lines (fake TLS 1.2 records: a real record
+header, opaque bodies; nothing is encrypted), checked byte for byte; PORT
+and 227 lines are read from after the last such bytes. Python 3 standard
+library only.
 """
 
 import argparse
@@ -96,6 +99,20 @@ def show(b):
 def short(b, n=60):
     s = show(b)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def raw_desc(b):
+    """Raw bytes in a log line: length, sha256 prefix and the TLS record
+    headers found in them."""
+    b = bytes(b)
+    recs = []
+    i = 0
+    while i + 5 <= len(b) and b[i] in range(20, 25):
+        n = b[i + 3] * 256 + b[i + 4]
+        recs.append(f"type {b[i]} len {n}")
+        i += 5 + n
+    what = f" (TLS records: {', '.join(recs)})" if recs and i == len(b) else ""
+    return f"[{len(b)} bytes sha256 {hashlib.sha256(b).hexdigest()[:12]}..{what}]"
 
 
 # ---------------------------------------------------------------- netns ---
@@ -166,6 +183,10 @@ class Session:
         self.s_rx = bytearray()
         self.c_mark = 0
         self.s_mark = 0
+        # Where the text the peers read for PORT/EPRT and 227 lines starts:
+        # moved past raw (TLS record) bytes, which are not lines.
+        self.c_text = 0
+        self.s_text = 0
         self.client = None
         self.server = None
         self.label = f"{path} -> {dial}:21"
@@ -230,6 +251,26 @@ class Session:
             buf += data
         return "ok"
 
+    def _pump_bytes(self, sock, buf, want_len, deadline):
+        """Reads into buf until it holds want_len bytes, EOF or deadline."""
+        while len(buf) < want_len:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            r, _, _ = select.select([sock], [], [], left)
+            if not r:
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                return f"error {e}"
+            if not data:
+                return "eof"
+            buf += data
+        return "ok"
+
     def _send_segments(self, sock, who, segments):
         for i, seg in enumerate(segments):
             if i:
@@ -271,6 +312,31 @@ class Session:
             return False
         return True
 
+    def _expect_raw(self, sock, buf, mark_attr, text_attr, who, expected):
+        """Like _expect for bytes that are not lines (TLS records): takes
+        exactly len(expected) bytes."""
+        mark = getattr(self, mark_attr)
+        status = self._pump_bytes(sock, buf, mark + len(expected), time.monotonic() + CTRL_TIMEOUT)
+        got = bytes(buf[mark:mark + len(expected)])
+        if status != "ok":
+            log(f"  [{self.path}] {who} {status}: got {len(got)} of {len(expected)} raw bytes")
+            raise Abort(
+                f"[{self.path}] control stalled ({status}): {who} got {len(got)} of the "
+                f"{len(expected)} raw bytes {raw_desc(expected)} within {CTRL_TIMEOUT} s"
+            )
+        setattr(self, mark_attr, mark + len(got))
+        setattr(self, text_attr, mark + len(got))
+        log(f"  [{self.path}] {who} received {len(got)} raw bytes {raw_desc(got)}")
+        if got != expected:
+            at = next(i for i in range(len(got)) if got[i] != expected[i])
+            self.case.problem(
+                f"[{self.path}] {who} received {raw_desc(got)} differing from the {raw_desc(expected)} "
+                f"sent at byte {at}: '{short(got[at:], 40)}' instead of '{short(expected[at:], 40)}'",
+                "bytes differ",
+            )
+            return False
+        return True
+
     # -- scripted steps
     def c(self, segments, server_gets=None):
         """The client sends segments; the server must receive server_gets."""
@@ -289,6 +355,18 @@ class Session:
         self._send_segments(self.server, "server", segments)
         exp = b"".join(segments) if client_gets is None else client_gets
         return self._expect(self.client, self.c_rx, "c_mark", "client", exp)
+
+    def c_raw(self, segments):
+        """The client sends raw bytes (not lines); the server must receive
+        them unchanged."""
+        self._send_segments(self.client, "client", segments)
+        return self._expect_raw(self.server, self.s_rx, "s_mark", "s_text", "server", b"".join(segments))
+
+    def s_raw(self, segments):
+        """The server sends raw bytes (not lines); the client must receive
+        them unchanged."""
+        self._send_segments(self.server, "server", segments)
+        return self._expect_raw(self.client, self.c_rx, "c_mark", "c_text", "client", b"".join(segments))
 
     def greet(self):
         return self.s(["220 ftp-alg conformance peer\r\n"])
@@ -312,9 +390,10 @@ class Session:
 
     # -- what the far side was told
     def received_ports(self):
-        """PORT/EPRT lines the server received: [(addr, port) or None]."""
+        """PORT/EPRT lines the server received (after the last raw bytes):
+        [(addr, port) or None]."""
         out = []
-        for line in bytes(self.s_rx).split(b"\n"):
+        for line in bytes(self.s_rx[self.s_text:]).split(b"\n"):
             line = line.rstrip(b"\r ")
             verb = line[:4].upper()
             if verb == b"PORT" or verb == b"EPRT":
@@ -322,9 +401,10 @@ class Session:
         return out
 
     def received_227(self):
-        """(addr, port) of the last final 227 line the client received."""
+        """(addr, port) of the last final 227 line the client received
+        (after the last raw bytes)."""
         hp = None
-        for line in bytes(self.c_rx).split(b"\n"):
+        for line in bytes(self.c_rx[self.c_text:]).split(b"\n"):
             if line.startswith(b"227 "):
                 m = re.search(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", line)
                 if m:
@@ -880,6 +960,134 @@ def case18(c):
     s.noop()
 
 
+def case19(c):
+    """NUL byte in a client line ('NO\\0OP' answered 500), then PORT: the
+    session is no longer parsed, nothing is opened"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.login()
+    s.c([b"NO\x00OP\r\n"])
+    s.s(["500 Unknown command.\r\n"])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+LONG_LINE = "SITE " + "x" * 593 + "\r\n"  # 600 bytes, over ftp-alg's 512-byte line limit
+assert len(LONG_LINE) == 600
+
+
+def case20(c):
+    """a 600-byte client line (answered 500), then PORT: over the line
+    limit (512), the session is no longer parsed, nothing is opened"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.login()
+    s.c([LONG_LINE])
+    s.s(["500 Unknown SITE command.\r\n"])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    s.noop()
+
+
+def case21(c):
+    """PORT answered 200, then REIN answered 220: the pinhole is closed;
+    after a new login a new PORT works again"""
+    ports = [c.port(0), c.port(1)]
+    lsts = [c.listen("cl", CL, p) for p in ports]
+    s = c.session("cl")
+    s.login()
+    p1, p2 = P(ports[0])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    s.c(["REIN\r\n"])
+    s.s(["220 Service ready for new user.\r\n"])
+    c.active_data(s, [lsts[0]], False, index=0)
+    s.c(["USER anonymous\r\n"])
+    s.s(["331 Please specify the password.\r\n"])
+    s.c(["PASS guest\r\n"])
+    s.s(["230 Login successful.\r\n"])
+    p1, p2 = P(ports[1])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lsts[1]], True, index=1)
+    s.noop()
+
+
+def case22(c):
+    """three PORTs, each answered 200: ftp-alg keeps 2 pinholes per session,
+    the third closes the first"""
+    ports = [c.port(0), c.port(1), c.port(2)]
+    lsts = [c.listen("cl", CL, p) for p in ports]
+    s = c.session("cl")
+    s.login()
+    for p in ports:
+        p1, p2 = P(p)
+        s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+        s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lsts[0]], False, index=0)
+    c.active_data(s, [lsts[2]], True, index=2)
+    c.active_data(s, [lsts[1]], True, index=1)
+    s.noop()
+
+
+def tls_record(kind, n, label):
+    """A fake TLS 1.2 record: type, version 3,3, length, n opaque bytes
+    (nothing is encrypted; only the framing is real)."""
+    body = b""
+    i = 0
+    while len(body) < n:
+        body += hashlib.sha256(f"{label}/{i}".encode()).digest()
+        i += 1
+    return bytes([kind, 3, 3, n >> 8, n & 0xFF]) + body[:n]
+
+
+def case23(c):
+    """AUTH TLS answered 234, TLS records both ways (handshake, CCC and its
+    200 as application data, close_notify from both sides), then
+    cleartext PORT: parsed again after CCC"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.login()
+    s.c(["AUTH TLS\r\n"])
+    s.s(["234 Proceed with negotiation.\r\n"])
+    s.c_raw([tls_record(22, 200, "client handshake")])
+    s.s_raw([tls_record(22, 120, "server handshake")])
+    s.c_raw([tls_record(23, 29, "CCC")])  # the encrypted "CCC\r\n"
+    s.s_raw([tls_record(23, 31, "200 CCC")])  # the encrypted "200 CCC ok\r\n"
+    s.s_raw([tls_record(21, 26, "server close_notify")])
+    s.c_raw([tls_record(21, 26, "client close_notify")])
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+def case24(c):
+    """227 in 3 segments ('22' | '7 Entering Passive Mode (192,0,' | '2,10,...'),
+    server behind DNAT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("si", SI, port)
+    s = c.session("co")
+    s.login()
+    s.c(["PASV\r\n"])
+    s.s(
+        ["22", "7 Entering Passive Mode (192,0,", f"2,10,{p1},{p2}).\r\n"],
+        f"227 Entering Passive Mode (203,0,113,1,{p1},{p2}).\r\n",
+    )
+    c.passive_data(s, [lst], True)
+    s.noop()
+
+
 CASES = [
     (1, "PORT split in 2 segments mid-address", "rewritten, data ok", case01),
     (2, "227 split mid-numbers, DNAT server", "rewritten, data ok", case02),
@@ -899,6 +1107,12 @@ CASES = [
     (16, "PORT answered 500", "pinhole closed: data fails", case16),
     (17, "PORT in 3 segments (P|ORT 198,5|...)", "rewritten, data ok", case17),
     (18, "IPv6 EPRT, no NAT", "unchanged, data ok", case18),
+    (19, "NUL byte in a client line, then PORT", "unchanged, data fails", case19),
+    (20, "600-byte client line, then PORT", "unchanged, data fails", case20),
+    (21, "PORT 200, then REIN 220, new PORT", "hole closed; next PORT ok", case21),
+    (22, "3 PORTs, each answered 200", "1st closed: fails; 3rd, 2nd ok", case22),
+    (23, "AUTH TLS 234, TLS records, CCC, PORT", "rewritten, data ok", case23),
+    (24, "227 in 3 segments (22|7 ..|..), DNAT", "rewritten, data ok", case24),
 ]
 
 

@@ -20,7 +20,10 @@
 #
 # Environment: FTP_ALG_BIN (default target/release/ftp-alg), RUST_LOG (for the
 # daemon; default debug here), LAB_LOG_DIR (default target/lab-logs),
-# LAB_PCAP=1 (same as --pcap: tcpdump on the gateway's interfaces).
+# LAB_PCAP=1 (same as --pcap: tcpdump on the gateway's interfaces),
+# FTP_ALG_ARGS (the daemon's arguments instead of the lab's own
+# `run --config ...`, e.g. `run --config FILE` with max_pinholes_per_session
+# = 3 to see case 22 fail; give such a file its own status_socket).
 # Logs: target/lab-logs/<lab id>/ (alg-conformance.stderr = the daemon's log,
 # conformance-<mode>.log = every segment the peers sent and received,
 # conformance-<mode>.json = results with control-connection transcripts).
@@ -51,7 +54,7 @@ while (($#)); do
         shift
         ;;
     -h | --help)
-        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
     *) lab_die "unknown argument '$1' (see --help)" ;;

@@ -1,7 +1,7 @@
 //! The conformance table, in network namespaces: `scripts/conformance.sh`
 //! builds its own lab (scripts/lib-lab.sh, lab id `cf<pid>`), replaces the
 //! lab's FTP servers by the scripted peers of `scripts/conformance.py` and
-//! plays 18 cases with exact segmentation (a `PORT` or `227` cut across
+//! plays 24 cases with exact segmentation (a `PORT` or `227` cut across
 //! segments, two lines in one segment, multi-line `227-`, bare LF, pipelined
 //! `PORT`s, an unsolicited `227`, a client that speaks first, third-party and
 //! privileged `PORT`s, out-of-range numbers, `AUTH TLS`, a `PORT` answered

@@ -233,27 +233,16 @@ class Session:
     # -- raw I/O
     def _pump(self, sock, buf, want_newlines, deadline):
         """Reads into buf until it holds want_newlines LFs, EOF or deadline."""
-        while buf.count(b"\n") < want_newlines:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "timeout"
-            r, _, _ = select.select([sock], [], [], left)
-            if not r:
-                continue
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                return f"error {e}"
-            if not data:
-                return "eof"
-            buf += data
-        return "ok"
+        return self._pump_until(sock, buf, lambda b: b.count(b"\n") >= want_newlines, deadline)
 
     def _pump_bytes(self, sock, buf, want_len, deadline):
         """Reads into buf until it holds want_len bytes, EOF or deadline."""
-        while len(buf) < want_len:
+        return self._pump_until(sock, buf, lambda b: len(b) >= want_len, deadline)
+
+    @staticmethod
+    def _pump_until(sock, buf, enough, deadline):
+        """Reads into buf until enough(buf), EOF or deadline."""
+        while not enough(buf):
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"

@@ -123,15 +123,9 @@ impl Conntrack {
     }
 }
 
-/// The IPCTNL_MSG_CT_GET request for the TCP entry with original tuple
-/// (src -> dst).
-fn build_get(src: SocketAddr, dst: SocketAddr, seq: u32) -> Vec<u8> {
-    let family = if src.is_ipv4() {
-        NetfilterProtoFamily::IPv4
-    } else {
-        NetfilterProtoFamily::IPv6
-    };
-    let tuple = vec![
+/// The conntrack tuple attributes of a TCP flow src -> dst.
+fn tcp_tuple(src: SocketAddr, dst: SocketAddr) -> Vec<Tuple> {
+    vec![
         Tuple::Ip(vec![
             IPTuple::SourceAddress(src.ip()),
             IPTuple::DestinationAddress(dst.ip()),
@@ -141,10 +135,20 @@ fn build_get(src: SocketAddr, dst: SocketAddr, seq: u32) -> Vec<u8> {
             ProtoTuple::SourcePort(src.port()),
             ProtoTuple::DestinationPort(dst.port()),
         ]),
-    ];
+    ]
+}
+
+/// The IPCTNL_MSG_CT_GET request for the TCP entry with original tuple
+/// (src -> dst).
+fn build_get(src: SocketAddr, dst: SocketAddr, seq: u32) -> Vec<u8> {
+    let family = if src.is_ipv4() {
+        NetfilterProtoFamily::IPv4
+    } else {
+        NetfilterProtoFamily::IPv6
+    };
     let request = NetfilterMessage::new(
         NetfilterHeader::new(family, 0, 0),
-        ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tuple)]),
+        ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(src, dst))]),
     );
     let mut header = NetlinkHeader::default();
     // A GET without NLM_F_DUMP is a lookup of one entry by tuple.
@@ -176,8 +180,8 @@ fn parse_entry(bytes: &[u8]) -> io::Result<CtTuples> {
     let mut reply = None;
     for attribute in &attributes {
         match attribute {
-            ConntrackAttribute::CtaTupleOrig(tuple) => orig = Some(parse_tuple(tuple)?),
-            ConntrackAttribute::CtaTupleReply(tuple) => reply = Some(parse_tuple(tuple)?),
+            ConntrackAttribute::CtaTupleOrig(tuple) => orig = Some(parse_tcp_tuple(tuple)?),
+            ConntrackAttribute::CtaTupleReply(tuple) => reply = Some(parse_tcp_tuple(tuple)?),
             _ => {}
         }
     }
@@ -196,7 +200,7 @@ fn parse_entry(bytes: &[u8]) -> io::Result<CtTuples> {
 }
 
 /// (source, destination) of one CTA_TUPLE_* attribute.
-fn parse_tuple(tuple: &[Tuple]) -> io::Result<(SocketAddr, SocketAddr)> {
+fn parse_tcp_tuple(tuple: &[Tuple]) -> io::Result<(SocketAddr, SocketAddr)> {
     let (mut src_ip, mut dst_ip, mut sport, mut dport) = (None, None, None, None);
     for part in tuple {
         match part {
@@ -241,20 +245,6 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn tuple(src: SocketAddr, dst: SocketAddr) -> Vec<Tuple> {
-        vec![
-            Tuple::Ip(vec![
-                IPTuple::SourceAddress(src.ip()),
-                IPTuple::DestinationAddress(dst.ip()),
-            ]),
-            Tuple::Proto(vec![
-                ProtoTuple::Protocol(Protocol::Tcp),
-                ProtoTuple::SourcePort(src.port()),
-                ProtoTuple::DestinationPort(dst.port()),
-            ]),
-        ]
-    }
-
     #[test]
     fn get_request_is_a_tuple_lookup_not_a_dump() {
         let (src, dst) = (sock("192.0.2.2:40000"), sock("203.0.113.2:21"));
@@ -271,7 +261,7 @@ mod tests {
                 assert_eq!(
                     inner,
                     NetfilterMessageInner::Conntrack(ConntrackMessage::Get(vec![
-                        ConntrackAttribute::CtaTupleOrig(tuple(src, dst))
+                        ConntrackAttribute::CtaTupleOrig(tcp_tuple(src, dst))
                     ]))
                 );
             }
@@ -316,8 +306,8 @@ mod tests {
             sock("203.0.113.1:61000"),
         );
         let bytes = answer(vec![
-            ConntrackAttribute::CtaTupleOrig(tuple(c, s)),
-            ConntrackAttribute::CtaTupleReply(tuple(s, nat)),
+            ConntrackAttribute::CtaTupleOrig(tcp_tuple(c, s)),
+            ConntrackAttribute::CtaTupleReply(tcp_tuple(s, nat)),
             ConntrackAttribute::CtaStatus(Status::from_bits_retain(0x1be)),
             ConntrackAttribute::CtaMark(0x0100_0000),
         ]);
@@ -334,7 +324,7 @@ mod tests {
 
     #[test]
     fn entry_without_reply_tuple_is_invalid_data() {
-        let bytes = answer(vec![ConntrackAttribute::CtaTupleOrig(tuple(
+        let bytes = answer(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(
             sock("192.0.2.2:1"),
             sock("203.0.113.2:21"),
         ))]);
@@ -351,7 +341,7 @@ mod tests {
             IPTuple::DestinationAddress(sock("203.0.113.2:21").ip()),
         ])];
         assert_eq!(
-            parse_tuple(&partial).unwrap_err().kind(),
+            parse_tcp_tuple(&partial).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
     }

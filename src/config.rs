@@ -2,7 +2,7 @@
 //! no file. Every key is documented in `deploy/ftp-alg.toml`.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,6 +45,12 @@ pub struct Config {
     /// Queue rules with bypass: while ftp-alg is not running, control
     /// traffic passes unhelped (fail-open) instead of being dropped.
     pub queue_bypass: bool,
+    /// Where the rule accepting pinholed data connections goes (when
+    /// `install_rules` is true).
+    pub accept_rule: AcceptRule,
+    /// Addresses a further NAT beyond this gateway presents for the
+    /// gateway's own, per interface (`[[nat_override]]` tables).
+    pub nat_override: Vec<NatOverride>,
     /// Where Prometheus metrics are served (`GET /metrics`); off when unset.
     pub metrics_address: Option<SocketAddr>,
     /// Unix socket of `ftp-alg status` (created mode 0600: root only).
@@ -53,6 +59,79 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Where ftp-alg inserts the rule that accepts the data connections its
+/// pinholes mark: `"iptables"`, `"none"` or `"nft FAMILY TABLE CHAIN"`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AcceptRule {
+    /// First in iptables-nft's `filter FORWARD` (IPv4 and IPv6), where
+    /// that chain exists.
+    Iptables,
+    /// Nowhere: the admin's own ruleset accepts the marked connections.
+    None,
+    /// First in this native nftables chain, which must exist.
+    Nft(NftChain),
+}
+
+/// An nftables chain of the admin's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftChain {
+    /// `ip`, `ip6` or `inet`.
+    pub family: String,
+    /// The admin's table.
+    pub table: String,
+    /// The admin's forward filter chain.
+    pub chain: String,
+}
+
+impl TryFrom<String> for AcceptRule {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        match words.as_slice() {
+            ["iptables"] => Ok(AcceptRule::Iptables),
+            ["none"] => Ok(AcceptRule::None),
+            ["nft", family, table, chain] => {
+                if !["ip", "ip6", "inet"].contains(family) {
+                    return Err(format!("family {family:?} in {s:?} is not ip, ip6 or inet"));
+                }
+                for name in [table, chain] {
+                    let ok = !name.is_empty()
+                        && name.len() <= 64
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                    if !ok {
+                        return Err(format!("{name:?} in {s:?} is not an nftables name"));
+                    }
+                }
+                Ok(AcceptRule::Nft(NftChain {
+                    family: family.to_string(),
+                    table: table.to_string(),
+                    chain: chain.to_string(),
+                }))
+            }
+            _ => Err(format!(
+                "{s:?} is not \"iptables\", \"none\" or \"nft FAMILY TABLE CHAIN\""
+            )),
+        }
+    }
+}
+
+/// One `[[nat_override]]` table: for a further NAT beyond this gateway
+/// that conntrack cannot see (a cloud's 1:1 NAT, an ISP router), the
+/// address peers beyond it use for the gateway's address on `interface`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatOverride {
+    /// The gateway's interface towards that NAT.
+    pub interface: String,
+    /// The address that NAT presents; it replaces the interface's address
+    /// of the same family in PORT/EPRT/227 text.
+    pub public_address: IpAddr,
 }
 
 /// The `[policy]` section.
@@ -97,6 +176,8 @@ impl Default for Config {
             ct_mark: 0x0100_0000,
             install_rules: true,
             queue_bypass: true,
+            accept_rule: AcceptRule::Iptables,
+            nat_override: Vec::new(),
             metrics_address: None,
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             policy: PolicyConfig::default(),
@@ -212,6 +293,31 @@ impl Config {
                 format!("{} is outside 64..=8192", self.policy.max_line),
             ));
         }
+        for (i, o) in self.nat_override.iter().enumerate() {
+            // IFNAMSIZ is 16 with the terminating NUL.
+            let name_ok = !o.interface.is_empty()
+                && o.interface.len() < 16
+                && !o.interface.contains(['/', ' ', '\t', '\0']);
+            if !name_ok {
+                return Err(bad(
+                    "nat_override.interface",
+                    format!("{:?} is not an interface name", o.interface),
+                ));
+            }
+            let twice = self.nat_override[..i].iter().any(|p| {
+                p.interface == o.interface
+                    && p.public_address.is_ipv4() == o.public_address.is_ipv4()
+            });
+            if twice {
+                return Err(bad(
+                    "nat_override",
+                    format!(
+                        "interface {:?} has two overrides of the same address family",
+                        o.interface
+                    ),
+                ));
+            }
+        }
         if self.status_socket.as_os_str().is_empty() || !self.status_socket.is_absolute() {
             return Err(bad("status_socket", "must be an absolute path"));
         }
@@ -269,6 +375,29 @@ mod tests {
         assert_eq!(c.pinhole_timeout, Duration::from_secs(10));
         assert_eq!(c.engine().max_line, 1000);
         assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::from_toml(
+            "accept_rule = \"nft inet filter forward\"\n[[nat_override]]\ninterface = \"wan0\"\npublic_address = \"198.51.100.7\"\n[[nat_override]]\ninterface = \"wan0\"\npublic_address = \"2001:db8::7\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.accept_rule,
+            AcceptRule::Nft(NftChain {
+                family: "inet".into(),
+                table: "filter".into(),
+                chain: "forward".into()
+            })
+        );
+        assert_eq!(c.nat_override.len(), 2);
+        assert_eq!(
+            c.nat_override[1].public_address,
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            Config::from_toml("accept_rule = \"none\"")
+                .unwrap()
+                .accept_rule,
+            AcceptRule::None
+        );
     }
 
     #[test]
@@ -285,6 +414,13 @@ mod tests {
             ("ct_mark = 0", "ct_mark"),
             ("metrics_address = \"localhost\"", "metrics_address"),
             ("status_socket = \"rel.sock\"", "status_socket"),
+            ("accept_rule = \"forward\"", "accept_rule"),
+            ("accept_rule = \"nft bridge filter forward\"", "accept_rule"),
+            ("accept_rule = \"nft inet fil;ter forward\"", "accept_rule"),
+            ("[[nat_override]]\ninterface = \"\"\npublic_address = \"192.0.2.1\"", "nat_override.interface"),
+            ("[[nat_override]]\ninterface = \"wan0\"\npublic_address = \"wan\"", "public_address"),
+            ("[[nat_override]]\ninterface = \"wan0\"\nip = \"192.0.2.1\"", "ip"),
+            ("[[nat_override]]\ninterface = \"w\"\npublic_address = \"192.0.2.1\"\n[[nat_override]]\ninterface = \"w\"\npublic_address = \"192.0.2.2\"", "nat_override"),
         ] {
             let e = Config::from_toml(text).unwrap_err();
             assert!(e.to_string().contains(key), "{text:?} gave {e}");

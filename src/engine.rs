@@ -215,6 +215,8 @@ struct Shared<'a> {
     /// two pinholes must never claim the same public port.
     dnat_in_use: &'a mut HashSet<(IpAddr, IpAddr, u16)>,
     stats: &'a mut EngineStats,
+    /// See [`Engine::set_announced_addresses`].
+    announced: &'a [(IpAddr, IpAddr)],
 }
 
 /// The FTP ALG engine for all control connections through one gateway.
@@ -224,6 +226,7 @@ pub struct Engine {
     flows: HashMap<SocketAddr, Flow>,
     dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
     stats: EngineStats,
+    announced: Vec<(IpAddr, IpAddr)>,
 }
 
 fn dnat_key(p: &Pinhole) -> Option<(IpAddr, IpAddr, u16)> {
@@ -238,7 +241,18 @@ impl Engine {
             flows: HashMap::new(),
             dnat_in_use: HashSet::new(),
             stats: EngineStats::default(),
+            announced: Vec::new(),
         }
+    }
+
+    /// Sets the NAT mapping overrides: pairs of (gateway address, address
+    /// to announce instead). For a further NAT beyond this gateway that
+    /// conntrack cannot see (a cloud's 1:1 NAT, an ISP router), text sent
+    /// to the far side must carry the address that NAT presents, while the
+    /// pinhole still matches the gateway's own address, which is what the
+    /// data connection arrives at. Applies to announcements made from now on.
+    pub fn set_announced_addresses(&mut self, table: Vec<(IpAddr, IpAddr)>) {
+        self.announced = table;
     }
 
     /// Replaces the settings (policy, limits, timeouts) of a running
@@ -341,6 +355,7 @@ impl Engine {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
             stats: &mut self.stats,
+            announced: &self.announced,
         };
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared);
         decision.close.extend(close);
@@ -399,6 +414,7 @@ impl Engine {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
             stats: &mut self.stats,
+            announced: &self.announced,
         };
         flow.close_pinholes(&mut shared)
     }
@@ -555,7 +571,7 @@ impl Flow {
         match event {
             None => {}
             Some(Event::Announce(form, hp)) => {
-                let Some(ep) = self.endpoints() else {
+                let Some(ep) = self.endpoints(shared.announced) else {
                     warn!(%client, ?form, "announcement before the NAT mapping is known; nothing opened");
                     return;
                 };
@@ -666,12 +682,21 @@ impl Flow {
         }
     }
 
-    fn endpoints(&self) -> Option<Endpoints> {
+    fn endpoints(&self, announced: &[(IpAddr, IpAddr)]) -> Option<Endpoints> {
         let nat = self.nat?;
+        let server_public = self.server_public?;
+        let announce = |ip: IpAddr| {
+            announced
+                .iter()
+                .find(|(own, _)| *own == ip)
+                .map_or(ip, |(_, public)| *public)
+        };
         Some(Endpoints {
             client: self.client,
             client_public: nat.client_public,
-            server_public: self.server_public?,
+            client_announced: announce(nat.client_public.ip()),
+            server_public,
+            server_announced: announce(server_public.ip()),
             server_real: nat.server_real,
         })
     }

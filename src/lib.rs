@@ -7,7 +7,8 @@
 //!   payload splicing), [`pinhole`] (what to open), [`engine`] (flows to
 //!   sessions, packet in, verdict and actions out);
 //! * shells: [`nfqueue`] (the queue loop), [`nft`] (pinholes over netlink),
-//!   [`conntrack`] (NAT mapping lookups), [`ruleset`] (install and remove
+//!   [`conntrack`] (NAT mapping lookups), [`nat_override`] (addresses a further NAT
+//!   presents), [`ruleset`] (install and remove
 //!   the rules ftp-alg needs), [`metrics`] and [`status`] (read what the
 //!   worker publishes in [`telemetry`]), [`config`].
 
@@ -16,6 +17,7 @@ pub mod conntrack;
 pub mod engine;
 pub mod ftp;
 pub mod metrics;
+pub mod nat_override;
 mod netlink;
 pub mod nfqueue;
 pub mod nft;

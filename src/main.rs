@@ -232,6 +232,7 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         cfg.pinhole_timeout,
         published.clone(),
     )?;
+    worker.set_nat_overrides(cfg.nat_override.clone());
     let installed = if cfg.install_rules {
         Some(ruleset::install(cfg)?)
     } else {
@@ -300,7 +301,7 @@ fn serve_telemetry(
     }
 }
 
-/// SIGHUP: policy, limits and timeouts take effect at once; other keys
+/// SIGHUP: policy, limits, timeouts and NAT overrides take effect at once; other keys
 /// (rules, sockets, logging) need a restart and are reported.
 fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut Worker) {
     let Some(path) = path else {
@@ -314,12 +315,14 @@ fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut 
                 pinhole_timeout: running.pinhole_timeout,
                 max_pinholes_per_session: running.max_pinholes_per_session,
                 policy: running.policy.clone(),
+                nat_override: running.nat_override.clone(),
                 ..new.clone()
             };
             if rest != *running {
-                warn!("only pinhole_timeout_secs, max_pinholes_per_session and [policy] apply on reload; other changed keys need a restart");
+                warn!("only pinhole_timeout_secs, max_pinholes_per_session, [policy] and [[nat_override]] apply on reload; other changed keys need a restart");
             }
             worker.reconfigure(new.engine(), new.pinhole_timeout);
+            worker.set_nat_overrides(new.nat_override.clone());
             info!(file = %path.display(), "configuration reloaded");
         }
         Err(e) => error!("reload refused, previous configuration kept: {e}"),

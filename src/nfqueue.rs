@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, SigHandler, SigSet, Signal};
 use tracing::{debug, error, info, warn};
 
+use crate::config::NatOverride;
 use crate::conntrack::Conntrack;
 use crate::engine::{Decision, Engine, EngineConfig, NatMapping, Outcome, Verdict};
 use crate::nft::NftPinholes;
@@ -37,6 +38,7 @@ pub struct Worker {
     pinhole_timeout: Duration,
     stats: ShellStats,
     published: telemetry::Shared,
+    nat_overrides: Vec<NatOverride>,
 }
 
 impl Worker {
@@ -68,7 +70,24 @@ impl Worker {
             pinhole_timeout,
             stats: ShellStats::default(),
             published,
+            nat_overrides: Vec::new(),
         })
+    }
+
+    /// Sets the `[[nat_override]]` tables (at start and on SIGHUP). The
+    /// interfaces' addresses are read now and again at every tick.
+    pub fn set_nat_overrides(&mut self, overrides: Vec<NatOverride>) {
+        self.nat_overrides = overrides;
+        self.refresh_announced_addresses();
+    }
+
+    fn refresh_announced_addresses(&mut self) {
+        match crate::nat_override::announced_addresses(&self.nat_overrides) {
+            Ok(table) => self.engine.set_announced_addresses(table),
+            // Keep the last table: a failed read says nothing about the
+            // addresses having changed.
+            Err(e) => warn!(error = %e, "cannot read interface addresses for nat_override"),
+        }
     }
 
     /// Replaces the engine's settings (SIGHUP); sessions are kept.
@@ -108,6 +127,9 @@ impl Worker {
                 next_tick = now + TICK;
                 for p in self.engine.poll(now) {
                     self.remove_pinhole(&p);
+                }
+                if !self.nat_overrides.is_empty() {
+                    self.refresh_announced_addresses();
                 }
                 self.publish(now);
             }

@@ -421,3 +421,59 @@ fn tls_without_ccc_never_opens() {
         "forwarded untouched"
     );
 }
+
+/// `[[nat_override]]`: behind a further NAT, text carries the address that
+/// NAT presents while the pinhole matches the gateway's own address; the
+/// shell's table is applied to sessions of both kinds.
+#[test]
+fn announced_address_override_applies_to_port_and_227() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    sim.engine.set_announced_addresses(vec![(
+        "203.0.113.254".parse().unwrap(),
+        "198.51.100.77".parse().unwrap(),
+    )]);
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PORT 198,51,100,2,195,80\r\n"),
+            (Side::Server, "200 PORT ok\r\n"),
+        ],
+    );
+    assert_eq!(sim.received(Side::Client), b"PORT 198,51,100,77,195,80\r\n");
+    assert_eq!(
+        sim.opened[0].dst,
+        "203.0.113.254".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(sim.opened[0].dnat, Some(sa("198.51.100.2:50000")));
+
+    let mut sim = Sim::new(
+        "203.0.113.20:40000",
+        "203.0.113.20:40000",
+        "203.0.113.1:21",
+        "192.0.2.10:21",
+    );
+    sim.engine.set_announced_addresses(vec![(
+        "203.0.113.1".parse().unwrap(),
+        "198.51.100.88".parse().unwrap(),
+    )]);
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PASV\r\n"),
+            (
+                Side::Server,
+                "227 Entering Passive Mode (192,0,2,10,195,80).\r\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        sim.received(Side::Server),
+        b"220 hi\r\n227 Entering Passive Mode (198,51,100,88,195,80).\r\n"
+    );
+    assert_eq!(
+        sim.opened[0].dst,
+        "203.0.113.1".parse::<std::net::IpAddr>().unwrap()
+    );
+}

@@ -16,8 +16,15 @@ pub struct Endpoints {
     pub client: SocketAddr,
     /// The client's address as the server sees it (after source NAT).
     pub client_public: SocketAddr,
+    /// The address written into PORT/EPRT for the server: the public
+    /// address's own, or what a further NAT beyond the gateway presents
+    /// for it (configured, since conntrack cannot see that NAT).
+    pub client_announced: IpAddr,
     /// The server's address as the client sees it (before destination NAT).
     pub server_public: SocketAddr,
+    /// The address written into 227 for the client; like
+    /// `client_announced`, for the server's public address.
+    pub server_announced: IpAddr,
     /// The server's own address (after destination NAT).
     pub server_real: SocketAddr,
 }
@@ -153,7 +160,11 @@ fn plan_active(
         .find(|p| port_free(p))
         .ok_or(Refusal::NoPublicPort)?;
     Ok(Plan {
-        replacement: Some(format_host_port(public, pinhole.dport, hp.delimiter)),
+        replacement: Some(format_host_port(
+            ep.client_announced,
+            pinhole.dport,
+            hp.delimiter,
+        )),
         pinhole,
     })
 }
@@ -173,7 +184,13 @@ fn nth_candidate_port(port: u16, i: u16) -> u16 {
 /// the server's private address is replaced by the public one (227 only:
 /// 229 carries no address) and the pinhole carries the DNAT to the server.
 fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, Refusal> {
-    let own = [ep.server_real.ip(), ep.server_public.ip()];
+    // A server may already announce what a further NAT presents for it
+    // (e.g. vsftpd's pasv_address): that is its own address too.
+    let own = [
+        ep.server_real.ip(),
+        ep.server_public.ip(),
+        ep.server_announced,
+    ];
     if let Some(addr) = hp.addr {
         if !own.contains(&addr) && !policy.allow_third_party {
             return Err(Refusal::ThirdPartyAddress);
@@ -193,7 +210,9 @@ fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, 
     }
     let public = ep.server_public.ip();
     let replacement = match hp.addr {
-        Some(addr) if addr != public => Some(format_host_port(public, hp.port, hp.delimiter)),
+        Some(addr) if addr != ep.server_announced => {
+            Some(format_host_port(ep.server_announced, hp.port, hp.delimiter))
+        }
         _ => None,
     };
     Ok(Plan {
@@ -216,22 +235,78 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn snat() -> Endpoints {
+    /// Endpoints with no further NAT beyond the gateway.
+    fn endpoints(
+        client: &str,
+        client_public: &str,
+        server_public: &str,
+        server_real: &str,
+    ) -> Endpoints {
+        let (client_public, server_public) = (sa(client_public), sa(server_public));
         Endpoints {
-            client: sa("198.51.100.2:40000"),
-            client_public: sa("203.0.113.254:40000"),
-            server_public: sa("203.0.113.10:21"),
-            server_real: sa("203.0.113.10:21"),
+            client: sa(client),
+            client_public,
+            client_announced: client_public.ip(),
+            server_public,
+            server_announced: server_public.ip(),
+            server_real: sa(server_real),
         }
     }
 
+    fn snat() -> Endpoints {
+        endpoints(
+            "198.51.100.2:40000",
+            "203.0.113.254:40000",
+            "203.0.113.10:21",
+            "203.0.113.10:21",
+        )
+    }
+
     fn dnat() -> Endpoints {
-        Endpoints {
-            client: sa("203.0.113.20:40000"),
-            client_public: sa("203.0.113.20:40000"),
-            server_public: sa("203.0.113.1:21"),
-            server_real: sa("192.0.2.10:21"),
-        }
+        endpoints(
+            "203.0.113.20:40000",
+            "203.0.113.20:40000",
+            "203.0.113.1:21",
+            "192.0.2.10:21",
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn active_behind_a_further_nat_announces_its_address_and_opens_the_gateways() {
+        let ep = Endpoints {
+            client_announced: ip("198.51.100.77"),
+            ..snat()
+        };
+        let hp = port_line(b"PORT 198,51,100,2,195,80\r\n");
+        let p = plan(Form::Port, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"198,51,100,77,195,80"[..]));
+        // The further NAT delivers the data connection to the gateway's own
+        // public address.
+        assert_eq!(p.pinhole.dst, ip("203.0.113.254"));
+        assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+    }
+
+    #[test]
+    fn passive_behind_a_further_nat_announces_its_address_and_opens_the_gateways() {
+        let ep = Endpoints {
+            server_announced: ip("198.51.100.88"),
+            ..dnat()
+        };
+        let hp = parse_227(b"227 Entering Passive Mode (192,0,2,10,195,80)\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"198,51,100,88,195,80"[..]));
+        assert_eq!(p.pinhole.dst, ip("203.0.113.1"));
+        assert_eq!(p.pinhole.dnat, Some(sa("192.0.2.10:50000")));
+        // A server that already announces the further NAT's address (as
+        // vsftpd's pasv_address does) is left alone and still gets its pinhole.
+        let hp = parse_227(b"227 Entering Passive Mode (198,51,100,88,195,80)\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.dst, ip("203.0.113.1"));
     }
 
     fn port_line(l: &[u8]) -> HostPort {
@@ -265,12 +340,12 @@ mod tests {
 
     #[test]
     fn active_without_nat_only_opens() {
-        let ep = Endpoints {
-            client: sa("[2001:db8:1::2]:40000"),
-            client_public: sa("[2001:db8:1::2]:40000"),
-            server_public: sa("[2001:db8:2::10]:21"),
-            server_real: sa("[2001:db8:2::10]:21"),
-        };
+        let ep = endpoints(
+            "[2001:db8:1::2]:40000",
+            "[2001:db8:1::2]:40000",
+            "[2001:db8:2::10]:21",
+            "[2001:db8:2::10]:21",
+        );
         let hp = port_line(b"EPRT |2|2001:db8:1::2|50000|\r\n");
         let p = plan(Form::Eprt, &hp, &ep, &Policy::default(), |_| true).unwrap();
         assert_eq!(p.replacement, None);

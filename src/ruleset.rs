@@ -31,7 +31,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-use crate::config::{Config, RULE_COMMENT, TABLE_NAME};
+use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
 
 /// Name of the throw-away table used to probe for native `queue` support.
 const PROBE_TABLE: &str = "ftp_alg_probe";
@@ -330,6 +330,7 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
         before: snapshot(),
         table: false,
         rules: Vec::new(),
+        nft_accept: None,
         done: false,
     };
     tracing::info!(?backend, "installing ftp-alg rules");
@@ -374,6 +375,9 @@ pub struct Installed {
     table: bool,
     /// The iptables rules inserted, in insertion order.
     rules: Vec<(Family, XtRule)>,
+    /// The accept rule inserted into the admin's nftables chain
+    /// (`accept_rule = "nft ..."`), with its handle.
+    nft_accept: Option<(NftChain, u64)>,
     /// Set once removed, so that `Drop` does not remove twice.
     done: bool,
 }
@@ -396,6 +400,32 @@ impl Installed {
         run("nft", &["-f", "-"], Some(&table_text(cfg, self.backend)))?;
         self.table = true;
 
+        match &cfg.accept_rule {
+            AcceptRule::Iptables => self.insert_iptables_accept(cfg)?,
+            AcceptRule::None => tracing::info!(
+                "accept_rule = \"none\": your forward chain must accept new connections \
+                 marked {m:#010x} (`ct state new ct mark & {m:#010x} == {m:#010x} accept`)",
+                m = cfg.ct_mark
+            ),
+            AcceptRule::Nft(at) => {
+                let handle = insert_nft_accept(cfg, at)?;
+                self.nft_accept = Some((at.clone(), handle));
+            }
+        }
+
+        if self.backend == QueueBackend::Xtables {
+            for fam in [Family::V4, Family::V6] {
+                for r in queue_rules(cfg, fam) {
+                    self.insert(fam, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `accept_rule = "iptables"`: first in filter FORWARD of each family
+    /// whose chain exists.
+    fn insert_iptables_accept(&mut self, cfg: &Config) -> Result<(), RulesetError> {
         let mut accepted = false;
         for fam in [Family::V4, Family::V6] {
             // Never create the admin's filter table: no FORWARD chain there
@@ -426,13 +456,6 @@ impl Installed {
             );
         }
 
-        if self.backend == QueueBackend::Xtables {
-            for fam in [Family::V4, Family::V6] {
-                for r in queue_rules(cfg, fam) {
-                    self.insert(fam, r)?;
-                }
-            }
-        }
         Ok(())
     }
 
@@ -461,6 +484,13 @@ impl Installed {
                     .and_then(|bin| run(bin, &strs(&rule.delete_args()), None).map(drop)),
             );
         }
+        if let Some((at, handle)) = self.nft_accept.take() {
+            let handle = handle.to_string();
+            let args = [
+                "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
+            ];
+            note(run("nft", &args, None).map(drop));
+        }
         if self.table {
             self.table = false;
             note(run("nft", &["delete", "table", "inet", TABLE_NAME], None).map(drop));
@@ -483,6 +513,73 @@ impl Drop for Installed {
             let _ = self.undo();
         }
     }
+}
+
+/// The accept rule in nft syntax, commented so that a stale copy can be
+/// found again.
+fn nft_accept_rule(cfg: &Config) -> String {
+    format!(
+        "ct state new ct mark & {m:#010x} == {m:#010x} counter accept comment \"{RULE_COMMENT}\"",
+        m = cfg.ct_mark
+    )
+}
+
+/// Inserts the accept rule first in `at` and returns its handle (to delete
+/// exactly that rule at exit). The chain must exist: ftp-alg never creates
+/// the admin's filter chain.
+fn insert_nft_accept(cfg: &Config, at: &NftChain) -> Result<u64, RulesetError> {
+    let text = format!(
+        "insert rule {} {} {} {}\n",
+        at.family,
+        at.table,
+        at.chain,
+        nft_accept_rule(cfg)
+    );
+    let echoed = run("nft", &["--echo", "--handle", "-f", "-"], Some(&text))?;
+    parse_handle(&echoed).ok_or_else(|| {
+        RulesetError::other(
+            "nft --echo",
+            format!("no rule handle in its output: {echoed:?}"),
+        )
+    })
+}
+
+/// The number after the last `# handle ` in nft's output.
+fn parse_handle(nft_output: &str) -> Option<u64> {
+    let (_, rest) = nft_output.rsplit_once("# handle ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Deletes every rule commented `ftp-alg` from `at` (left by a killed
+/// instance); true if any was there. A missing chain has none.
+fn remove_stale_nft_accept(at: &NftChain) -> Result<bool, RulesetError> {
+    let Ok(listing) = run(
+        "nft",
+        &["-a", "list", "chain", &at.family, &at.table, &at.chain],
+        None,
+    ) else {
+        return Ok(false);
+    };
+    let marker = format!("comment \"{RULE_COMMENT}\"");
+    let mut found = false;
+    for line in listing.lines().filter(|l| l.contains(&marker)) {
+        let Some(handle) = parse_handle(line) else {
+            continue;
+        };
+        tracing::warn!(
+            "removing stale ftp-alg rule in {} {} {} (handle {handle})",
+            at.family,
+            at.table,
+            at.chain
+        );
+        let handle = handle.to_string();
+        let args = [
+            "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
+        ];
+        run("nft", &args, None)?;
+        found = true;
+    }
+    Ok(found)
 }
 
 /// Rejects configurations that would produce a broken ruleset.
@@ -775,6 +872,9 @@ fn delete_empty(
 
 fn remove_stale_with(cfg: &Config, tools: &Tools) -> Result<bool, RulesetError> {
     let mut found = false;
+    if let AcceptRule::Nft(at) = &cfg.accept_rule {
+        found |= remove_stale_nft_accept(at)?;
+    }
     if nft_ok(&["list", "table", "inet", TABLE_NAME]) {
         tracing::warn!("removing stale table inet {TABLE_NAME} (left by an earlier ftp-alg?)");
         run("nft", &["delete", "table", "inet", TABLE_NAME], None)?;

@@ -397,3 +397,69 @@ fn stale_rules_in_a_table_iptables_cannot_list() {
     second.remove().expect("remove");
     assert_eq!(ruleset_text(), before);
 }
+
+/// A native nftables gateway: the admin's own `inet filter forward` chain,
+/// policy drop.
+const NATIVE_FIREWALL: &str = "table inet filter {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy drop;
+\t\tct state established,related accept
+\t}
+}
+";
+
+/// The rules of `inet filter forward` that carry ftp-alg's comment, with
+/// their position in the chain.
+fn ftp_alg_rules_in_native_forward() -> Vec<(usize, String)> {
+    let listing = run_ok("nft", &["list", "chain", "inet", "filter", "forward"]);
+    let rules: Vec<&str> = listing
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ct ") || l.starts_with("tcp ") || l.starts_with("ip"))
+        .collect();
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("comment \"ftp-alg\""))
+        .map(|(i, l)| (i, l.to_string()))
+        .collect()
+}
+
+/// `accept_rule = "nft inet filter forward"`: the accept rule goes first in
+/// the admin's native chain, is the only one after a restart over a killed
+/// instance, and leaves the ruleset exactly as found.
+#[test]
+fn accept_rule_in_an_admins_native_chain() {
+    let _ns = Netns::enter("nftacc");
+    let (ok, err) = nft_stdin(&[], NATIVE_FIREWALL);
+    assert!(ok, "{err}");
+    let before = ruleset_text();
+    let cfg = Config::from_toml("accept_rule = \"nft inet filter forward\"").unwrap();
+    let first = ruleset::install(&cfg).expect("install");
+    let rules = ftp_alg_rules_in_native_forward();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].0, 0, "not first in the chain: {rules:?}");
+    assert!(
+        rules[0].1.contains("ct mark & 0x01000000 == 0x01000000") && rules[0].1.contains("accept"),
+        "{rules:?}"
+    );
+    // No iptables accept rule besides it.
+    assert!(!ruleset_text().contains("table ip filter"));
+    std::mem::forget(first);
+    let second = ruleset::install(&cfg).expect("install over a stale rule");
+    assert_eq!(ftp_alg_rules_in_native_forward().len(), 1);
+    second.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+
+    // A chain that does not exist is an error that installs nothing.
+    let missing = Config::from_toml("accept_rule = \"nft inet filter nope\"").unwrap();
+    assert!(ruleset::install(&missing).is_err());
+    assert_eq!(ruleset_text(), before);
+
+    // "none": nothing in the admin's chain.
+    let none = Config::from_toml("accept_rule = \"none\"").unwrap();
+    let inst = ruleset::install(&none).expect("install");
+    assert!(ftp_alg_rules_in_native_forward().is_empty());
+    inst.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+}

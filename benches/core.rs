@@ -3,14 +3,17 @@
 //!
 //! `cargo bench --bench core`
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use etherparse::PacketBuilder;
-use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome};
+use ftp_alg::engine::{Engine, EngineConfig};
 use ftp_alg::ftp::parse::{parse_227, parse_client_line};
 use ftp_alg::seq::{Edit, SeqNum, StreamEdits};
+
+/// The packets of a control session, shared with the profiling example.
+#[path = "../examples/engine_profile.rs"]
+#[allow(dead_code)]
+mod workload;
 
 fn parser(c: &mut Criterion) {
     c.bench_function("parse PORT", |b| {
@@ -49,89 +52,11 @@ fn sequence(c: &mut Criterion) {
     });
 }
 
-/// A whole control session as queued packets: (packet, from client?).
-fn session_packets(client_port: u16) -> Vec<Vec<u8>> {
-    let client: SocketAddr = format!("198.51.100.2:{client_port}").parse().unwrap();
-    let server: SocketAddr = "203.0.113.10:21".parse().unwrap();
-    let (mut cs, mut ss) = (1000u32, 5000u32);
-    let mut out = Vec::new();
-    let pkt = |from_client: bool, syn: bool, fin: bool, data: &[u8], cs: &mut u32, ss: &mut u32| {
-        let (src, dst, seq, ack) = if from_client {
-            (client, server, *cs, *ss)
-        } else {
-            (server, client, *ss, *cs)
-        };
-        let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-            unreachable!()
-        };
-        let mut t =
-            PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp(src.port(), dst.port(), seq, 64000);
-        if !syn || !from_client {
-            t = t.ack(ack);
-        }
-        if syn {
-            t = t.syn();
-        }
-        if fin {
-            t = t.fin();
-        }
-        let mut p = Vec::new();
-        t.write(&mut p, data).unwrap();
-        let used = data.len() as u32 + syn as u32 + fin as u32;
-        if from_client {
-            *cs += used;
-        } else {
-            *ss += used;
-        }
-        p
-    };
-    out.push(pkt(true, true, false, b"", &mut cs, &mut ss));
-    out.push(pkt(false, true, false, b"", &mut cs, &mut ss));
-    out.push(pkt(true, false, false, b"", &mut cs, &mut ss));
-    let dialogue: &[(&[u8], &[u8])] = &[
-        (b"", b"220 Welcome\r\n"),
-        (
-            b"USER anonymous\r\n",
-            b"331 Please specify the password.\r\n",
-        ),
-        (b"PASS x\r\n", b"230 Login successful.\r\n"),
-        (b"TYPE I\r\n", b"200 Switching to Binary mode.\r\n"),
-        (
-            b"EPSV\r\n",
-            b"229 Entering Extended Passive Mode (|||10001|)\r\n",
-        ),
-        (
-            b"RETR f\r\n",
-            b"150 Opening BINARY mode data connection.\r\n",
-        ),
-        (b"", b"226 Transfer complete.\r\n"),
-        (
-            b"PORT 198,51,100,2,195,80\r\n",
-            b"200 PORT command successful.\r\n",
-        ),
-        (b"NOOP\r\n", b"200 NOOP ok.\r\n"),
-        (b"QUIT\r\n", b"221 Goodbye.\r\n"),
-    ];
-    for (cmd, reply) in dialogue {
-        if !cmd.is_empty() {
-            out.push(pkt(true, false, false, cmd, &mut cs, &mut ss));
-            out.push(pkt(false, false, false, b"", &mut cs, &mut ss)); // ACK
-        }
-        out.push(pkt(false, false, false, reply, &mut cs, &mut ss));
-        out.push(pkt(true, false, false, b"", &mut cs, &mut ss)); // ACK
-    }
-    out.push(pkt(false, false, true, b"", &mut cs, &mut ss));
-    out.push(pkt(true, false, true, b"", &mut cs, &mut ss));
-    out
-}
-
 fn engine_mix(c: &mut Criterion) {
-    let sessions: Vec<Vec<Vec<u8>>> = (0..64).map(|i| session_packets(40000 + i)).collect();
+    let sessions: Vec<Vec<Vec<u8>>> = (0..64)
+        .map(|i| workload::session_packets(workload::client(i), 1))
+        .collect();
     let per_round: usize = sessions.iter().map(Vec::len).sum();
-    let mapping = NatMapping {
-        client_public: "203.0.113.254:40000".parse().unwrap(),
-        server_real: "203.0.113.10:21".parse().unwrap(),
-    };
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(per_round as u64));
     group.bench_function("64 sessions, SNAT, EPSV + PORT rewrite", |b| {
@@ -141,10 +66,7 @@ fn engine_mix(c: &mut Criterion) {
                 let now = Instant::now();
                 for session in &sessions {
                     for p in session {
-                        if let Outcome::NeedNat { src, .. } = engine.handle(now, p) {
-                            engine.set_nat(src, Some(mapping));
-                            let _ = engine.handle(now, p);
-                        }
+                        workload::handle(&mut engine, now, p);
                     }
                 }
                 engine

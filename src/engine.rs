@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
@@ -227,6 +228,20 @@ pub struct Engine {
     dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
     stats: EngineStats,
     announced: Vec<(IpAddr, IpAddr)>,
+    /// Lines completed by the packet being handled, reused from packet
+    /// to packet so that following lines allocates nothing.
+    lines: LineScratch,
+}
+
+/// The lines one segment completes, copied out of the line assembler (the
+/// flow is updated line by line while the assembler is borrowed).
+#[derive(Debug, Default)]
+struct LineScratch {
+    /// The bytes of all complete lines, one after another.
+    bytes: Vec<u8>,
+    /// Each line's first sequence number and range in `bytes`; `None`
+    /// for a line over the length limit.
+    lines: Vec<(SeqNum, Option<Range<usize>>)>,
 }
 
 fn dnat_key(p: &Pinhole) -> Option<(IpAddr, IpAddr, u16)> {
@@ -242,6 +257,7 @@ impl Engine {
             dnat_in_use: HashSet::new(),
             stats: EngineStats::default(),
             announced: Vec::new(),
+            lines: LineScratch::default(),
         }
     }
 
@@ -306,42 +322,19 @@ impl Engine {
         };
         let mut close = Vec::new();
         let opening = dir == Dir::ToServer && seg.flags.syn && !seg.flags.ack;
-        if opening && self.flows.get(&client).and_then(|f| f.syn_seq) != Some(seg.seq) {
-            // A new connection from this client address and port: whatever
-            // was tracked under it before has ended.
-            if let Some(old) = self.flows.remove(&client) {
-                close.extend(self.release_all(old));
+        // A packet of a known session costs one hash lookup: this one.
+        let flow = match self.flows.get_mut(&client) {
+            Some(flow) if !opening || flow.syn_seq == Some(seg.seq) => flow,
+            _ => {
+                if !self.start_session(now, &seg, client, opening, &mut close) {
+                    return Outcome::Done(Decision {
+                        close,
+                        ..Decision::accept()
+                    });
+                }
+                self.flows.get_mut(&client).expect("inserted above")
             }
-            if self.flows.len() >= self.cfg.max_sessions {
-                warn!(%client, "session table full; control connection not followed");
-                return Outcome::Done(Decision {
-                    close,
-                    ..Decision::accept()
-                });
-            }
-            let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
-            flow.syn_seq = Some(seg.seq);
-            flow.to_server.lines.start_at(seg.seq.offset(1));
-            self.flows.insert(client, flow);
-            self.stats.sessions_opened += 1;
-            debug!(%client, server = %seg.dst, "control session opened");
-        }
-        if !self.flows.contains_key(&client) {
-            if seg.flags.rst {
-                return Outcome::Done(Decision::accept());
-            }
-            if self.flows.len() >= self.cfg.max_sessions {
-                warn!(%client, "session table full; control connection not followed");
-                return Outcome::Done(Decision::accept());
-            }
-            // Picked up mid-stream (e.g. after a restart): follow it, but
-            // honour announcements only once a reply resynchronises us.
-            info!(%client, "control session picked up mid-stream");
-            let flow = Flow::new(client, ControlSession::resync(), now, self.cfg.max_line);
-            self.flows.insert(client, flow);
-            self.stats.sessions_opened += 1;
-        }
-        let flow = self.flows.get_mut(&client).expect("inserted above");
+        };
         if dir == Dir::ToServer {
             flow.server_public = Some(seg.dst);
             if flow.nat.is_none() && !seg.flags.syn {
@@ -357,9 +350,50 @@ impl Engine {
             stats: &mut self.stats,
             announced: &self.announced,
         };
-        let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared);
+        let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared, &mut self.lines);
         decision.close.extend(close);
         Outcome::Done(decision)
+    }
+
+    /// Starts following `client`'s control connection: a new one when the
+    /// packet `opening` it is a SYN (whatever was tracked under the same
+    /// address and port before has ended, its pinholes go to `close`), else
+    /// one picked up mid-stream. Returns false when the packet is to be
+    /// forwarded untouched instead (session table full, or a stray RST).
+    fn start_session(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment,
+        client: SocketAddr,
+        opening: bool,
+        close: &mut Vec<Pinhole>,
+    ) -> bool {
+        if opening {
+            if let Some(old) = self.flows.remove(&client) {
+                close.extend(self.release_all(old));
+            }
+        } else if seg.flags.rst {
+            return false;
+        }
+        if self.flows.len() >= self.cfg.max_sessions {
+            warn!(%client, "session table full; control connection not followed");
+            return false;
+        }
+        let flow = if opening {
+            let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
+            flow.syn_seq = Some(seg.seq);
+            flow.to_server.lines.start_at(seg.seq.offset(1));
+            debug!(%client, server = %seg.dst, "control session opened");
+            flow
+        } else {
+            // Picked up mid-stream (e.g. after a restart): follow it, but
+            // honour announcements only once a reply resynchronises us.
+            info!(%client, "control session picked up mid-stream");
+            Flow::new(client, ControlSession::resync(), now, self.cfg.max_line)
+        };
+        self.flows.insert(client, flow);
+        self.stats.sessions_opened += 1;
+        true
     }
 
     /// Expires idle and closed sessions and forgets expired pinholes.
@@ -459,6 +493,7 @@ impl Flow {
         seg: &TcpSegment,
         packet: &[u8],
         shared: &mut Shared<'_>,
+        scratch: &mut LineScratch,
     ) -> Decision {
         self.last_seen = now;
         self.answered |= dir == Dir::ToClient;
@@ -485,11 +520,17 @@ impl Flow {
             _ => self.control.is_parsing(),
         };
         if !payload.is_empty() && follow_lines {
-            let mut lines: Vec<(SeqNum, Option<Vec<u8>>)> = Vec::new();
+            let LineScratch { bytes, lines } = scratch;
+            bytes.clear();
+            lines.clear();
             let (this, _) = self.halves(dir);
             let was_withholding = this.withholding;
             let position = this.lines.feed(data_seq, payload, |line| match line {
-                Line::Complete(at, bytes) => lines.push((at, Some(bytes.to_vec()))),
+                Line::Complete(at, line) => {
+                    let start = bytes.len();
+                    bytes.extend_from_slice(line);
+                    lines.push((at, Some(start..bytes.len())));
+                }
                 Line::Overlong => lines.push((data_seq, None)),
             });
             if position == Position::Gap {
@@ -504,14 +545,15 @@ impl Flow {
             }
             let continued = was_withholding && position == Position::InOrder;
             let mut first = continued;
-            for (at, line) in lines {
-                match line {
-                    Some(line) => {
-                        self.on_line(now, dir, at, &line, shared, &mut decision);
+            for (at, range) in lines.drain(..) {
+                match range {
+                    Some(range) => {
+                        let line = &bytes[range];
+                        self.on_line(now, dir, at, line, shared, &mut decision);
                         if std::mem::take(&mut first) {
                             // The start of this line was held back: make
                             // sure it goes out with this segment.
-                            self.halves(dir).0.cover(at, &line);
+                            self.halves(dir).0.cover(at, line);
                         }
                     }
                     None => {
@@ -782,21 +824,16 @@ impl Flow {
         } else {
             seg.ack
         };
-        let sack: Vec<Option<(SeqNum, SeqNum)>> = seg
-            .sack
-            .iter()
-            .map(|&(l, r)| {
-                let (l, r) = (
-                    other.edits.to_original(l, true),
-                    other.edits.to_original(r, false),
-                );
-                l.before(r).then_some((l, r))
-            })
-            .collect();
-        let sack_changed = sack
-            .iter()
-            .zip(&seg.sack)
-            .any(|(new, old)| *new != Some(*old));
+        let sack_block = |&(l, r): &(SeqNum, SeqNum)| {
+            let (l, r) = (
+                other.edits.to_original(l, true),
+                other.edits.to_original(r, false),
+            );
+            l.before(r).then_some((l, r))
+        };
+        // Mapped twice when a block changes (rare), so that a packet whose
+        // blocks stay as they are builds no list.
+        let sack_changed = seg.sack.iter().any(|b| sack_block(b) != Some(*b));
         if seq == seg.seq
             && ack == seg.ack
             && rendered.payload.is_none()
@@ -813,7 +850,7 @@ impl Flow {
             &Fixup {
                 seq,
                 ack,
-                sack: sack_changed.then_some(sack),
+                sack: sack_changed.then(|| seg.sack.iter().map(sack_block).collect()),
                 payload,
             },
         ))

@@ -156,12 +156,12 @@ impl StreamEdits {
     /// replaced bytes, so all copies of a span carry identical bytes.
     pub fn render(&self, seq: SeqNum, payload: &[u8]) -> Rendered {
         let end = seq.offset(payload.len() as i64);
-        let touched: Vec<&Edit> = self
+        let mut touched = self
             .edits
             .iter()
             .filter(|e| e.at.before(end) && seq.before(e.end()))
-            .collect();
-        let Some(first) = touched.first() else {
+            .peekable();
+        let Some(first) = touched.peek() else {
             return Rendered {
                 seq: self.to_wire(seq),
                 payload: None,
@@ -170,7 +170,7 @@ impl StreamEdits {
         let start = if first.at.before(seq) { first.at } else { seq };
         let mut out = Vec::with_capacity(payload.len() + 64);
         let mut cursor = seq; // next original byte of `payload` to copy
-        for edit in &touched {
+        for edit in touched {
             if cursor.before(edit.at) {
                 let from = cursor.diff(seq) as usize;
                 let to = edit.at.diff(seq) as usize;

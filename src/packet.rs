@@ -231,12 +231,20 @@ fn write_sack_blocks(options: &mut [u8], blocks: &[Option<(SeqNum, SeqNum)>]) {
 }
 
 /// One's-complement sum of 16-bit words (RFC 1071), not yet folded.
+///
+/// Every rewritten packet is summed whole, so this takes 32-bit words: as
+/// 2^16 = 1 modulo 2^16 - 1, a big-endian 32-bit word adds the same as its
+/// two 16-bit halves once folded (RFC 1071 §2(B)), in half the steps.
 fn checksum_add(mut sum: u64, bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
+    let mut words = bytes.chunks_exact(4);
+    for w in &mut words {
+        sum += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let mut rest = words.remainder().chunks_exact(2);
+    for c in &mut rest {
         sum += u16::from_be_bytes([c[0], c[1]]) as u64;
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest.remainder() {
         sum += (*last as u64) << 8;
     }
     sum
@@ -251,25 +259,15 @@ fn checksum_fold(mut sum: u64) -> u16 {
 
 /// TCP checksum over the pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
 fn tcp_checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> u16 {
-    let mut sum = 0;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            sum = checksum_add(sum, &s.octets());
-            sum = checksum_add(sum, &d.octets());
-        }
-        (s, d) => {
-            sum = checksum_add(sum, &ip_bytes(s));
-            sum = checksum_add(sum, &ip_bytes(d));
-        }
-    }
-    sum += 6 + tcp.len() as u64;
+    let sum = address_sum(src) + address_sum(dst) + 6 + tcp.len() as u64;
     checksum_fold(checksum_add(sum, tcp))
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+/// An address's share of the pseudo-header sum.
+fn address_sum(ip: IpAddr) -> u64 {
     match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => checksum_add(0, &a.octets()),
+        IpAddr::V6(a) => checksum_add(0, &a.octets()),
     }
 }
 
@@ -397,6 +395,23 @@ pub(crate) mod tests {
         assert_eq!(out.len(), p.len());
         let again = TcpSegment::parse(&out).unwrap();
         assert_eq!(again.sack, vec![(SeqNum(31), SeqNum(41))]);
+    }
+
+    #[test]
+    fn checksum_by_words_matches_rfc_1071_pairs() {
+        let bytes: Vec<u8> = (0..67u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..bytes.len() {
+            let data = &bytes[..len];
+            let mut pairs = 0u64;
+            for c in data.chunks(2) {
+                pairs += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64;
+            }
+            assert_eq!(
+                checksum_fold(checksum_add(0, data)),
+                checksum_fold(pairs),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]

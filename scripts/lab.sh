@@ -7,6 +7,12 @@
 #                                            run the transfer matrix; modes:
 #       alg     ftp-alg runs on the gateway: every transfer must pass, 0 INVALID
 #               drops, daemon exits 0 on SIGTERM and the ruleset is restored
+#       alg-files  as alg, but the admin manages the rules: the lab loads the
+#               iptables-nft files of deploy/rules/ and ftp-alg runs with
+#               install_rules = false (and must leave those rules alone)
+#       alg-native as alg, but the forward filter is a native nftables chain
+#               and ftp-alg puts its accept rule there
+#               (accept_rule = "nft inet lab_fw forward")
 #       none    no ALG at all: every data transfer must fail (negative control)
 #       kernel  reference: the kernel's FTP helper attached (report only)
 #     Without --id, matrix builds a private lab and removes it at the end (also
@@ -27,7 +33,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib-lab.sh"
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -128,7 +134,7 @@ status)
 matrix)
     IFS=',' read -r -a mode_list <<<"$mode_arg"
     for m in "${mode_list[@]}"; do
-        case $m in alg | none | kernel) ;; *) lab_die "unknown mode '$m' (alg|none|kernel)" ;; esac
+        case $m in alg | alg-files | alg-native | none | kernel) ;; *) lab_die "unknown mode '$m' (alg|alg-files|alg-native|none|kernel)" ;; esac
     done
     if [[ -n $id ]]; then
         lab_names "$id"
@@ -147,7 +153,7 @@ matrix)
     trap 'exit 130' INT
     trap 'exit 143' TERM
     if [[ $pcap == 1 ]]; then lab_pcap_start; fi
-    if [[ " ${mode_list[*]} " == *" alg "* ]]; then
+    if [[ " ${mode_list[*]} " == *" alg"* ]]; then
         [[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
     fi
     LAB_RUN_TAG=$(date +%s)$RANDOM

@@ -413,6 +413,7 @@ ALG_PID=
 alg_bin() { echo "${FTP_ALG_BIN:-$LAB_REPO/target/release/ftp-alg}"; }
 
 # alg_start TAG: start the daemon in the gateway, wait for "ready" (15 s).
+# ALG_EXTRA_CONFIG: TOML lines appended to the lab's configuration.
 alg_start() {
     local tag=$1 bin i
     bin=$(alg_bin)
@@ -425,7 +426,7 @@ alg_start() {
     ALG_CONFIG="$LAB_STATE/ftp-alg.toml"
     ALG_STATUS_SOCKET="$LAB_STATE/ftp-alg.sock"
     ALG_METRICS="127.0.0.1:9721"
-    printf 'metrics_address = "%s"\nstatus_socket = "%s"\n' "$ALG_METRICS" "$ALG_STATUS_SOCKET" >"$ALG_CONFIG"
+    printf 'metrics_address = "%s"\nstatus_socket = "%s"\n%s' "$ALG_METRICS" "$ALG_STATUS_SOCKET" "${ALG_EXTRA_CONFIG:-}" >"$ALG_CONFIG"
     # shellcheck disable=SC2086
     ip netns exec "$NS_GW" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run --config $ALG_CONFIG} </dev/null >"$out" 2>"$err" &
     ALG_PID=$!
@@ -475,15 +476,15 @@ alg_stop() {
 # answer over its socket and the metrics scraped from the gateway must
 # account for the transfers made. Sets OBS_NOTE; returns 1 on a mismatch.
 alg_observability_check() {
-    local bin passed=0 row m status opened sessions rewrites
+    local mode=${1:-alg} bin passed=0 row m status opened sessions rewrites
     bin=$(alg_bin)
     for row in "${MATRIX_ROWS[@]}"; do
         IFS='|' read -r _ _ what <<<"$row"
-        [[ $what != control && ${RES["alg|$row"]:-} == pass ]] && passed=$((passed + 1))
+        [[ $what != control && ${RES["$mode|$row"]:-} == pass ]] && passed=$((passed + 1))
     done
     sleep 2.5 # the daemon publishes once a second
-    m="$LAB_LOGS/metrics-alg.txt"
-    status="$LAB_LOGS/status-alg.txt"
+    m="$LAB_LOGS/metrics-$mode.txt"
+    status="$LAB_LOGS/status-$mode.txt"
     if ! nsx "$NS_GW" curl -s -m 5 "http://$ALG_METRICS/metrics" >"$m"; then
         OBS_NOTE="metrics: scrape of http://$ALG_METRICS/metrics FAILED"
         return 1
@@ -507,16 +508,94 @@ alg_observability_check() {
 
 lab_ruleset() { nsx "$NS_GW" nft -s list ruleset 2>/dev/null; }
 
-# invalid_count 4|6 CHAIN: packets counted by the INVALID drop rule.
+# lab_ruleset_by_table: the same, tables sorted by name (restoring a table
+# with iptables-restore moves it to the end of the listing).
+lab_ruleset_by_table() {
+    lab_ruleset | awk '/^table / { if (b != "") print b; b = $0; next } { b = b "\x1f" $0 } END { if (b != "") print b }' |
+        sort | tr '\037' '\n'
+}
+
+# invalid_count 4|6 CHAIN: packets counted by the INVALID drop rule (and, for
+# FORWARD, by the native firewall's of mode alg-native while it is loaded).
 invalid_count() {
-    local t=ipt4
+    local t=ipt4 n=0
     [[ $1 == 6 ]] && t=ipt6
-    $t -t filter -L "$2" -v -n -x | awk '/ctstate INVALID/ && $3 == "DROP" { s += $1 } END { print s + 0 }'
+    if [[ $2 == FORWARD ]] && nsx "$NS_GW" nft list chain inet lab_fw forward >/dev/null 2>&1; then
+        n=$(nsx "$NS_GW" nft list chain inet lab_fw forward |
+            awk -v f="$1" '$0 ~ "nfproto ipv" f " ct state invalid counter" { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }')
+    fi
+    $t -t filter -L "$2" -v -n -x | awk -v n="$n" '/ctstate INVALID/ && $3 == "DROP" { s += $1 } END { print s + n }'
 }
 
 lab_zero_counters() {
     ipt4 -t filter -Z
     ipt6 -t filter -Z
+}
+
+# ------------------------------------------------- admin-managed rules ---
+# Modes alg-files and alg-native put the gateway in the hands of an admin
+# who manages the rules, with the very files and keys the README gives.
+
+# lab_deploy_rules load|unload: the iptables-nft files of deploy/rules/
+# (ftp-alg then runs with install_rules = false). Unloading deletes exactly
+# the loaded rules (each `-I CHAIN [N] SPEC` becomes `-D CHAIN SPEC`).
+lab_deploy_rules() {
+    local dir="$LAB_REPO/deploy/rules" f t
+    if [[ $1 == load ]]; then
+        # iptables-restore creates raw and mangle if they are missing; an
+        # admin unloading would delete them again, so remember which.
+        : >"$LAB_STATE/implicit-tables"
+        for t in "ip raw" "ip mangle" "ip6 raw" "ip6 mangle"; do
+            # shellcheck disable=SC2086 # "family table" splits on purpose
+            nsx "$NS_GW" nft list table $t >/dev/null 2>&1 || echo "$t" >>"$LAB_STATE/implicit-tables"
+        done
+        nsx "$NS_GW" nft -f "$dir/iptables-nft.nft"
+        nsx "$NS_GW" iptables-nft-restore --noflush <"$dir/iptables-nft.rules.v4"
+        nsx "$NS_GW" ip6tables-nft-restore --noflush <"$dir/iptables-nft.rules.v6"
+        return
+    fi
+    for f in v4 v6; do
+        sed -E 's/^-I ([A-Z]+)( [0-9]+)? /-D \1 /' "$dir/iptables-nft.rules.$f" >"$LAB_STATE/unload.$f"
+    done
+    nsx "$NS_GW" iptables-nft-restore --noflush <"$LAB_STATE/unload.v4"
+    nsx "$NS_GW" ip6tables-nft-restore --noflush <"$LAB_STATE/unload.v6"
+    nsx "$NS_GW" nft delete table inet ftp_alg
+    while read -r t; do
+        # shellcheck disable=SC2086
+        nsx "$NS_GW" nft delete table $t
+    done <"$LAB_STATE/implicit-tables"
+}
+
+# lab_native_filter on|off: the gateway's forward filter becomes a native
+# nftables table (inet lab_fw, policy drop, the FORWARD rules of
+# lab_firewall); iptables-nft keeps INPUT and NAT. ftp-alg then inserts its
+# accept rule there (accept_rule = "nft inet lab_fw forward").
+lab_native_filter() {
+    if [[ $1 == on ]]; then
+        nsx "$NS_GW" iptables-nft-save -t filter >"$LAB_STATE/filter.v4"
+        nsx "$NS_GW" ip6tables-nft-save -t filter >"$LAB_STATE/filter.v6"
+        nsx "$NS_GW" nft -f - <<NFT
+table inet lab_fw {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		meta nfproto ipv4 ct state invalid counter drop
+		meta nfproto ipv6 ct state invalid counter drop
+		ct state established,related accept
+		iifname "$GW_CLI" oifname "$GW_OUT" ip saddr 198.51.100.0/24 ip daddr 203.0.113.10 tcp dport 21 ct state new accept
+		iifname "$GW_OUT" oifname "$GW_SRV" ip daddr 192.0.2.10 tcp dport 21 ct original ip daddr 203.0.113.1 ct state new accept
+		iifname "$GW_CLI" oifname "$GW_OUT" ip6 saddr 2001:db8:1::/64 ip6 daddr 2001:db8:2::10 tcp dport 21 ct state new accept
+	}
+}
+NFT
+        ipt4 -t filter -F FORWARD
+        ipt4 -t filter -P FORWARD ACCEPT
+        ipt6 -t filter -F FORWARD
+        ipt6 -t filter -P FORWARD ACCEPT
+        return
+    fi
+    nsx "$NS_GW" nft delete table inet lab_fw
+    nsx "$NS_GW" iptables-nft-restore -T filter <"$LAB_STATE/filter.v4"
+    nsx "$NS_GW" ip6tables-nft-restore -T filter <"$LAB_STATE/filter.v6"
 }
 
 # ------------------------------------------------------------- clients ---
@@ -639,7 +718,7 @@ expectation() {
         return
     fi
     case $mode in
-    alg) echo pass ;;
+    alg*) echo pass ;;
     none) echo fail ;;
     *) echo any ;;
     esac
@@ -706,30 +785,49 @@ matrix_mode() {
         extra+=("$INVALID_NOTE")
         lab_kernel_helper off
         ;;
-    alg)
-        local before after
-        before=$(lab_ruleset)
-        printf '%s\n' "$before" >"$LAB_LOGS/ruleset-before-alg.txt"
-        if ! alg_start alg; then
-            MODE_BAD[alg]=setup
-            MODE_NOTE[alg]="ftp-alg did not become ready (log: $LAB_LOGS/alg-alg.stderr)"
+    alg | alg-files | alg-native)
+        local before admin after restored ALG_EXTRA_CONFIG=
+        before=$(lab_ruleset_by_table)
+        case $mode in
+        alg-files)
+            lab_deploy_rules load
+            ALG_EXTRA_CONFIG=$'install_rules = false\n'
+            ;;
+        alg-native)
+            lab_native_filter on
+            ALG_EXTRA_CONFIG=$'accept_rule = "nft inet lab_fw forward"\n'
+            ;;
+        esac
+        # What the admin set up: ftp-alg must leave exactly this behind.
+        admin=$(lab_ruleset)
+        printf '%s\n' "$admin" >"$LAB_LOGS/ruleset-before-$mode.txt"
+        if ! alg_start "$mode"; then
+            MODE_BAD[$mode]=setup
+            MODE_NOTE[$mode]="ftp-alg did not become ready (log: $LAB_LOGS/alg-$mode.stderr)"
             return 0
         fi
-        lab_ruleset >"$LAB_LOGS/ruleset-with-alg.txt" || true
-        matrix_run_cases alg
+        lab_ruleset >"$LAB_LOGS/ruleset-with-$mode.txt" || true
+        matrix_run_cases "$mode"
         local alive=yes
         kill -0 "$ALG_PID" 2>/dev/null || alive=no
         matrix_invalid_note
         extra+=("$INVALID_NOTE")
         local obs_bad=0
-        alg_observability_check || obs_bad=1
+        alg_observability_check "$mode" || obs_bad=1
         extra+=("$OBS_NOTE")
         # Pinholes left in the daemon's table (for the record).
-        nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-runs.txt" 2>&1 || true
+        nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-$mode.txt" 2>&1 || true
         alg_stop
         after=$(lab_ruleset)
-        printf '%s\n' "$after" >"$LAB_LOGS/ruleset-after-alg.txt"
-        local bad=${MODE_BAD[alg]}
+        printf '%s\n' "$after" >"$LAB_LOGS/ruleset-after-$mode.txt"
+        case $mode in
+        alg-files) lab_deploy_rules unload ;;
+        alg-native) lab_native_filter off ;;
+        esac
+        restored=$(lab_ruleset_by_table)
+        printf '%s\n' "$before" >"$LAB_LOGS/ruleset-lab-before-$mode.txt"
+        printf '%s\n' "$restored" >"$LAB_LOGS/ruleset-lab-after-$mode.txt"
+        local bad=${MODE_BAD[$mode]}
         bad=$((bad + obs_bad))
         if [[ $alive != yes ]]; then
             extra+=("ftp-alg was NOT running any more after the transfers")
@@ -745,16 +843,21 @@ matrix_mode() {
             extra+=("ftp-alg exit status after SIGTERM: $ALG_RC (expected 0)")
             bad=$((bad + 1))
         fi
-        if [[ $before == "$after" ]]; then
+        if [[ $admin == "$after" ]]; then
             extra+=("ruleset after SIGTERM: identical to before")
         else
             extra+=("ruleset after SIGTERM DIFFERS from before:")
-            extra+=("$({ diff -u "$LAB_LOGS/ruleset-before-alg.txt" "$LAB_LOGS/ruleset-after-alg.txt" || true; } | head -n 40)")
+            extra+=("$({ diff -u "$LAB_LOGS/ruleset-before-$mode.txt" "$LAB_LOGS/ruleset-after-$mode.txt" || true; } | head -n 40)")
             bad=$((bad + 1))
         fi
-        MODE_BAD[alg]=$bad
+        if [[ $restored != "$before" ]]; then
+            extra+=("the lab's own ruleset was NOT restored after mode $mode:")
+            extra+=("$({ diff -u "$LAB_LOGS/ruleset-lab-before-$mode.txt" "$LAB_LOGS/ruleset-lab-after-$mode.txt" || true; } | head -n 40)")
+            bad=$((bad + 1))
+        fi
+        MODE_BAD[$mode]=$bad
         ;;
-    *) lab_die "unknown mode $mode (alg|none|kernel)" ;;
+    *) lab_die "unknown mode $mode (alg|alg-files|alg-native|none|kernel)" ;;
     esac
     extra+=("time: $((SECONDS - t0)) s")
     MODE_NOTE[$mode]=$(printf '%s\n' "${extra[@]}")
@@ -812,9 +915,9 @@ matrix_report() {
         printf '\nmode %s: %d/%d data transfers passed (control-only checks %d/%d) -- %s\n' \
             "$m" "$pass" "$n" "$cpass" "$cn" "$verdict"
         if [[ -n ${MODE_NOTE[$m]:-} ]]; then printf '%s\n' "${MODE_NOTE[$m]}" | sed 's/^/  /'; fi
-        if [[ $m == alg && ${MODE_BAD[$m]:-0} != 0 && -f $LAB_LOGS/alg-alg.stderr ]]; then
-            printf '  ftp-alg stderr, last 40 lines (%s):\n' "$LAB_LOGS/alg-alg.stderr"
-            tail -n 40 "$LAB_LOGS/alg-alg.stderr" | sed 's/^/    | /'
+        if [[ $m == alg* && ${MODE_BAD[$m]:-0} != 0 && -f $LAB_LOGS/alg-$m.stderr ]]; then
+            printf '  ftp-alg stderr, last 40 lines (%s):\n' "$LAB_LOGS/alg-$m.stderr"
+            tail -n 40 "$LAB_LOGS/alg-$m.stderr" | sed 's/^/    | /'
         fi
         # Details of unexpected results.
         for row in "${MATRIX_ROWS[@]}"; do

@@ -31,7 +31,15 @@ enum Command {
     /// then remove everything that was installed.
     Run(RunArgs),
     /// Print the rules `run` would install (iptables-nft and native nftables).
-    Rules(Overrides),
+    Rules {
+        #[command(flatten)]
+        common: Overrides,
+        /// Print only this file of deploy/rules/ (for install_rules = false):
+        /// iptables-nft.nft, iptables-nft.rules.v4, iptables-nft.rules.v6 or
+        /// nftables.nft.
+        #[arg(long, value_parser = deploy_file_name)]
+        file: Option<ruleset::DeployFile>,
+    },
     /// Check a configuration file: exit 0 if it is valid, 2 if not.
     CheckConfig {
         /// The TOML file to check.
@@ -117,6 +125,17 @@ impl RunArgs {
     }
 }
 
+fn deploy_file_name(name: &str) -> Result<ruleset::DeployFile, String> {
+    ruleset::DeployFile::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ruleset::DeployFile::ALL.iter().map(|(n, _)| *n).collect();
+            format!("not one of {}", names.join(", "))
+        })
+}
+
 /// Exit status for an unusable configuration (as in sysexits' spirit:
 /// distinct from a run-time failure, which is 1).
 const EXIT_CONFIG: u8 = 2;
@@ -153,9 +172,12 @@ fn config_error(e: &ConfigError) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Rules(args) => match args.config() {
+        Command::Rules { common, file } => match common.config() {
             Ok(cfg) => {
-                print!("{}", ruleset::describe(&cfg));
+                match file {
+                    Some(file) => print!("{}", ruleset::deploy_file(&cfg, file)),
+                    None => print!("{}", ruleset::describe(&cfg)),
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(&e),

@@ -132,3 +132,32 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The rule files shipped in deploy/rules/ are what `ftp-alg rules --file`
+/// prints for the default configuration (the e2e lab loads these files, so
+/// they must not drift from the code).
+#[test]
+fn deploy_rule_files_match_the_generator() {
+    for name in [
+        "iptables-nft.nft",
+        "iptables-nft.rules.v4",
+        "iptables-nft.rules.v6",
+        "nftables.nft",
+    ] {
+        let out = ftp_alg(&["rules", "--file", name]);
+        assert!(out.status.success(), "{name}");
+        let shipped = std::fs::read_to_string(format!(
+            "{}/deploy/rules/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            shipped,
+            "deploy/rules/{name} differs from `ftp-alg rules --file {name}`; regenerate it"
+        );
+    }
+    let bad = ftp_alg(&["rules", "--file", "pf.conf"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("iptables-nft.nft"));
+}

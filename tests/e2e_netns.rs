@@ -8,6 +8,12 @@
 //!   download and upload must pass, the firewall's INVALID counters must stay
 //!   0, and after SIGTERM the daemon must exit 0 and leave the ruleset exactly
 //!   as it found it;
+//! - mode `alg-files`: the same, with the rules managed by the admin: the lab
+//!   loads the iptables-nft files of `deploy/rules/` and ftp-alg runs with
+//!   `install_rules = false`, and must leave those rules as it found them;
+//! - mode `alg-native`: the same, with the gateway's forward filter a native
+//!   nftables chain (policy drop) where ftp-alg inserts its accept rule
+//!   (`accept_rule = "nft inet lab_fw forward"`);
 //! - mode `none`: negative control, no ALG; every data transfer must fail
 //!   (proves that the firewall really blocks what the ALG has to open).
 //!
@@ -35,12 +41,17 @@ fn netns_lab_matrix_alg_and_negative_control() {
             "ethtool",
         ],
     );
-    let alg = netns::run_lab_script("lab.sh", &["matrix", "--mode", "alg"], &[], 1500);
+    let alg = netns::run_lab_script(
+        "lab.sh",
+        &["matrix", "--mode", "alg,alg-files,alg-native"],
+        &[],
+        1500,
+    );
     let none = netns::run_lab_script("lab.sh", &["matrix", "--mode", "none"], &[], 1500);
     assert_eq!(
         alg,
         Some(0),
-        "mode alg: some transfers through ftp-alg failed, INVALID drops were counted, the \
+        "modes alg, alg-files, alg-native: some transfers through ftp-alg failed, INVALID drops were counted, the \
          daemon did not exit 0 on SIGTERM, the ruleset was not restored or its metrics and \
          status did not match (exit 1), or the lab could not be set up (exit 2); see the \
          table above and target/lab-logs/"

@@ -342,6 +342,16 @@ fn printed_table_text_loads_in_check_mode() {
     assert_eq!(blocks, [x.as_str(), n.as_str()], "{d}");
     let (ok, err) = nft_stdin(&["-c"], blocks[0]);
     assert!(ok, "printed table rejected: {err}\n{}", blocks[0]);
+    // The shipped deploy files (the e2e lab loads the iptables-nft ones).
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rules");
+    for (name, loads) in [
+        ("iptables-nft.nft", true),
+        ("nftables.nft", backend == QueueBackend::Native),
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let (ok, err) = nft_stdin(&["-c"], &text);
+        assert_eq!(ok, loads, "{name}, backend {backend:?}: {err}");
+    }
     // Check mode changed nothing.
     assert_eq!(ruleset_text(), "");
 }

@@ -79,7 +79,7 @@ PATHS = {
     "cl6": ("cl", socket.AF_INET6, "so", SO6, SO6, CL6),
 }
 
-MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2}
+MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2, "alg-reload": 4}
 
 LOG = None  # detailed log file
 
@@ -884,15 +884,17 @@ def case13(c):
 
 
 def case14(c):
-    """PORT to a port < 1024"""
+    """PORT to a port < 1024 (data passes only with allow_privileged_ports)"""
     port = 1000 + c.ctx.mode_index
     p1, p2 = P(port)
     lst = c.listen("cl", CL, port)
     s = c.session("cl")
     s.login()
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
+    # Refused: forwarded unchanged. Allowed: translated like any other PORT.
+    seen = f"PORT 203,0,113,254,{p1},{p2}\r\n" if c.ctx.allow_privileged else None
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], seen)
     s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
+    c.active_data(s, [lst], c.ctx.allow_privileged, probes=[(CL_PUB, port)])
     s.noop()
 
 
@@ -1110,6 +1112,8 @@ class Ctx:
         self.ns = Netns(prefix)
         self.mode = mode
         self.mode_index = MODE_INDEX.get(mode, 3)
+        # ftp-alg runs with allow_privileged_ports = true (its SIGHUP check).
+        self.allow_privileged = False
         self.server_listeners = {}
 
     def server_listener(self, path):
@@ -1176,6 +1180,7 @@ def cmd_run(args):
         print("conformance.py run needs root (setns into the lab's namespaces)", file=sys.stderr)
         return 2
     ctx = Ctx(args.ns_prefix, args.mode)
+    ctx.allow_privileged = args.allow_privileged
     only = {int(x) for x in args.only.split(",")} if args.only else None
     results = []
     t0 = time.monotonic()
@@ -1277,13 +1282,15 @@ def cmd_table(args):
                 bad.append(f"ruleset {meta['ruleset']}")
             if meta.get("setup_error"):
                 bad.append(meta["setup_error"])
+            if meta.get("reload", "ok") != "ok":
+                bad.append(f"SIGHUP policy reload: {meta['reload']}")
         verdict = ("NOT OK: " + "; ".join(bad)) if bad else ("OK" if m == "alg" else "report only")
         if bad:
             rc = 1
         print(f"mode {m} ({MODE_TITLE.get(m, m)}): {n_pass}/{len(cases)} cases as expected -- {verdict}")
         if meta.get("invalid"):
             print(f"  {meta['invalid']}")
-        for k in ("exit", "ruleset", "seconds"):
+        for k in ("reload", "exit", "ruleset", "seconds"):
             if meta.get(k):
                 print(f"  {k}: {meta[k]}")
         for num in sorted(cases):
@@ -1312,6 +1319,8 @@ def main():
     r.add_argument("--out", required=True, help="JSON results")
     r.add_argument("--log", help="detailed step log (appended)")
     r.add_argument("--only", help="comma-separated case numbers")
+    r.add_argument("--allow-privileged", action="store_true",
+                   help="the ALG allows data ports < 1024: case 14 expects its data connection to pass")
     t = sub.add_parser("table", help="print the side-by-side table")
     t.add_argument("--result", action="append", default=[], help="MODE=FILE.json (MODE.meta beside it)")
     t.add_argument("--partial", action="store_true", help="a subset of cases ran (--only)")

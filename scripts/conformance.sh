@@ -8,7 +8,10 @@
 # scripts/conformance.py and plays every case once per mode:
 #
 #   alg     ftp-alg runs on the gateway: every case must behave as expected
-#           and the gateway's INVALID counters must stay 0
+#           and the gateway's INVALID counters must stay 0; then the same
+#           daemon gets [policy] allow_privileged_ports = true by SIGHUP and
+#           case 14 (PORT to a port below 1024), refused before, must now
+#           get its data connection through (a policy reload on live traffic)
 #   kernel  reference: the kernel's FTP helper (nf_conntrack_ftp + nf_nat_ftp)
 #           attached with lab_kernel_helper; recorded against the same
 #           expectations, report only
@@ -131,6 +134,33 @@ for ns in "$NS_SO" "$NS_CO"; do
     nsx "$ns" ip route add 192.0.2.0/24 via 203.0.113.1
 done
 
+# reload_check PEER_LOG: SIGHUP must apply a policy change to live traffic.
+# Case 14 (PORT to a port below 1024) was refused in the pass just run; with
+# allow_privileged_ports = true loaded by SIGHUP into the same daemon, the
+# same case must now get its data connection through. Prints reload=...
+reload_check() {
+    local json="$LAB_LOGS/conformance-alg-reload.json" i rc=0
+    printf '[policy]\nallow_privileged_ports = true\n' >>"$ALG_CONFIG"
+    kill -HUP "$ALG_PID"
+    for ((i = 0; i < 50; i++)); do
+        grep -q "configuration reloaded" "$LAB_LOGS/alg-conformance.stderr" && break
+        sleep 0.1
+    done
+    if ((i == 50)); then
+        echo "reload=no 'configuration reloaded' within 5 s of SIGHUP"
+        return
+    fi
+    timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-reload --only 14 \
+        --allow-privileged --out "$json" --log "$1" || rc=$?
+    if ((rc != 0)); then
+        echo "reload=the scripted peers exited with status $rc"
+    elif python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$json"; then
+        echo "reload=ok"
+    else
+        echo "reload=after SIGHUP with allow_privileged_ports = true, case 14's data connection still failed ($json)"
+    fi
+}
+
 # run_mode MODE: one pass over every case.
 run_mode() {
     local mode=$1 t0=$SECONDS
@@ -160,6 +190,9 @@ run_mode() {
     wait "$PY_PID" || rc=$?
     PY_PID=
     ((rc == 0)) || echo "setup_error=the scripted peers exited with status $rc (log: $plog)" >>"$meta"
+    if [[ $mode == alg ]] && [[ -z $only || ",$only," == *",14,"* ]]; then
+        reload_check "$plog" >>"$meta"
+    fi
     local f4 i4 f6 i6
     f4=$(invalid_count 4 FORWARD)
     i4=$(invalid_count 4 INPUT)

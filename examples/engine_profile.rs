@@ -216,8 +216,8 @@ fn publish(n: usize) {
     });
     let now = Instant::now();
     for i in 0..n as u32 {
-        // Handshake, greeting, login, EPSV and its 229: 17 packets.
-        for p in session_packets(client(i), 1).iter().take(17) {
+        // Handshake, greeting, login, TYPE, EPSV and its 229: 21 packets.
+        for p in session_packets(client(i), 1).iter().take(21) {
             handle(&mut engine, now, p);
         }
     }
@@ -228,9 +228,22 @@ fn publish(n: usize) {
         listed += std::hint::black_box(engine.snapshot(now)).len();
     }
     let list = t.elapsed() / runs;
+    // What the queue loop now publishes every second (nfqueue::Worker::publish).
+    let t = Instant::now();
+    let mut pinholes = 0;
+    for _ in 0..runs {
+        let stats = std::hint::black_box(engine.stats().clone());
+        pinholes += std::hint::black_box(engine.pinhole_count());
+        std::hint::black_box((stats, engine.session_count()));
+    }
+    let counts = t.elapsed() / runs;
     println!(
-        "{n} sessions: full session list {:.3} ms ({} sessions)",
+        "{n} sessions, {} pinholes: full session list {:.3} ms, counters and gauges {:.3} us",
+        pinholes / runs as usize,
         list.as_secs_f64() * 1e3,
-        listed / runs as usize
+        counts.as_secs_f64() * 1e6,
     );
+    assert_eq!(listed / runs as usize, n);
+    let walked: usize = engine.snapshot(now).iter().map(|s| s.pinholes.len()).sum();
+    assert_eq!(engine.pinhole_count(), walked, "pinhole gauge off");
 }

@@ -432,6 +432,14 @@ impl Engine {
         close
     }
 
+    /// Number of live pinholes over all sessions. Every pinhole that
+    /// leaves a session is counted as closed or expired, so this is a
+    /// difference of counters, not a walk over the sessions.
+    pub fn pinhole_count(&self) -> usize {
+        let s = &self.stats;
+        (s.pinholes_opened - s.pinholes_closed - s.pinholes_expired) as usize
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> &EngineStats {
         &self.stats

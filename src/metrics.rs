@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::PoisonError;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -141,14 +140,9 @@ pub fn render(p: &Published) -> String {
         &mut out,
         "sessions",
         "Live FTP control sessions.",
-        p.sessions.len() as u64,
+        p.sessions as u64,
     );
-    gauge(
-        &mut out,
-        "pinholes",
-        "Live pinholes.",
-        p.live_pinholes() as u64,
-    );
+    gauge(&mut out, "pinholes", "Live pinholes.", p.pinholes as u64);
 
     histogram(
         &mut out,
@@ -419,7 +413,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     match request {
         Request::Metrics { body } => {
             let text = {
-                let p = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let p = shared.latest();
                 render(&p)
             };
             let head = format!(
@@ -496,29 +490,6 @@ fn linger(mut stream: TcpStream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pinhole::Pinhole;
-    use crate::telemetry::SessionInfo;
-    use std::sync::{Arc, Mutex};
-
-    fn session(pinholes: usize) -> SessionInfo {
-        let ph = Pinhole {
-            src: "192.0.2.1".parse().unwrap(),
-            dst: "198.51.100.2".parse().unwrap(),
-            dport: 50000,
-            dnat: None,
-        };
-        SessionInfo {
-            client: "192.0.2.1:40000".parse().unwrap(),
-            client_public: None,
-            server_public: Some("198.51.100.2:21".parse().unwrap()),
-            server_real: None,
-            state: "ready",
-            delta_to_server: 0,
-            delta_to_client: 0,
-            idle: Duration::from_secs(1),
-            pinholes: vec![(ph, Duration::from_secs(30)); pinholes],
-        }
-    }
 
     fn sample() -> Published {
         let mut p = Published::default();
@@ -545,7 +516,8 @@ mod tests {
         p.shell.processing.observe(Duration::from_micros(80));
         p.shell.processing.observe(Duration::from_millis(30));
         p.shell.processing.observe(Duration::from_secs(1));
-        p.sessions = vec![session(2), session(1)];
+        p.sessions = 2;
+        p.pinholes = 3;
         p
     }
 
@@ -726,7 +698,7 @@ mod tests {
     }
 
     fn start() -> (SocketAddr, Shared) {
-        let shared: Shared = Arc::new(Mutex::new(sample()));
+        let shared = Shared::new(sample());
         let (addr, _thread) = serve("127.0.0.1:0".parse().unwrap(), shared.clone()).unwrap();
         assert_ne!(addr.port(), 0);
         (addr, shared)
@@ -750,7 +722,7 @@ mod tests {
         assert_eq!(body, render(&sample()));
         assert!(body.contains("\nftp_alg_packets_total 1000\n"));
 
-        shared.lock().unwrap().shell.packets = 1001;
+        shared.latest().shell.packets = 1001;
         let (_, _, body) = get(addr, "/metrics");
         assert!(body.contains("\nftp_alg_packets_total 1001\n"), "{body}");
         assert!(!body.contains("\nftp_alg_packets_total 1000\n"));
@@ -856,11 +828,10 @@ mod tests {
         let (addr, shared) = start();
         let s2 = shared.clone();
         let _ = thread::spawn(move || {
-            let _g = s2.lock().unwrap();
+            let _g = s2.latest();
             panic!("poison on purpose");
         })
         .join();
-        assert!(shared.is_poisoned());
         let (status, _, body) = get(addr, "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert!(body.contains("ftp_alg_packets_total 1000\n"));
@@ -869,7 +840,7 @@ mod tests {
     #[test]
     fn bind_error_is_returned() {
         let (addr, _) = start();
-        let err = serve(addr, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        let err = serve(addr, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

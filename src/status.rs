@@ -1,6 +1,7 @@
 //! Live status over a Unix socket: `ftp-alg status` connects, the daemon
-//! writes the sessions and pinholes of the latest [`Published`] snapshot
-//! and closes. The socket file has mode 0600 from before the first
+//! asks the packet loop for its sessions and pinholes
+//! ([`Shared::request_sessions`]; answered at the loop's next wake-up, at
+//! most a second away), writes them and closes. The socket file has mode 0600 from before the first
 //! connection can be accepted, so only its owner (root, when the daemon
 //! runs as root) can connect.
 //!
@@ -19,6 +20,9 @@
 //! `server_public` shows `?` when unknown. `seq` is the length change so far
 //! client-to-server / server-to-client, in bytes, always signed. Seconds are
 //! rounded down.
+//!
+//! Should the packet loop not answer within [`SESSIONS_TIMEOUT`], the answer
+//! is a comment line and the counts of the latest published counters.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -28,11 +32,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::telemetry::{Published, SessionInfo, Shared};
+
+/// Time the packet loop has to list its sessions; it wakes at least once
+/// a second, so only a stuck loop misses it. Shorter than [`QUERY_TIMEOUT`]
+/// so that the client still gets the fallback answer.
+pub const SESSIONS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Time a status client has to take the text (server side).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,12 +52,14 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time [`StatusServer`]'s `drop` waits for the accept thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Renders the sessions and pinholes of `p` (see the module documentation
+/// Renders `sessions` and their pinholes (see the module documentation
 /// for the format).
-pub fn render(p: &Published) -> String {
-    let mut sessions: Vec<&SessionInfo> = p.sessions.iter().collect();
+pub fn render(sessions: &[SessionInfo]) -> String {
+    let pinholes: usize = sessions.iter().map(|s| s.pinholes.len()).sum();
+    let count = sessions.len();
+    let mut sessions: Vec<&SessionInfo> = sessions.iter().collect();
     sessions.sort_by_key(|s| (s.client, s.server_public));
-    let mut out = String::with_capacity(128 * (sessions.len() + p.live_pinholes() + 1));
+    let mut out = String::with_capacity(128 * (count + pinholes + 1));
     for s in sessions {
         let _ = write!(out, "session {}", s.client);
         if let Some(cp) = s.client_public.filter(|cp| *cp != s.client) {
@@ -86,13 +97,24 @@ pub fn render(p: &Published) -> String {
             let _ = writeln!(out, " expires in {}s", left.as_secs());
         }
     }
-    let _ = writeln!(
-        out,
-        "{} sessions, {} pinholes",
-        p.sessions.len(),
-        p.live_pinholes()
-    );
+    push_counts(&mut out, count, pinholes);
     out
+}
+
+/// The answer when the packet loop did not list its sessions in time: the
+/// counts it published last, under a comment saying why.
+pub fn render_unlisted(p: &Published) -> String {
+    let mut out = format!(
+        "# sessions not listed: the packet loop did not answer within {}s\n",
+        SESSIONS_TIMEOUT.as_secs()
+    );
+    push_counts(&mut out, p.sessions, p.pinholes);
+    out
+}
+
+/// The last line, which scripts read.
+fn push_counts(out: &mut String, sessions: usize, pinholes: usize) {
+    let _ = writeln!(out, "{sessions} sessions, {pinholes} pinholes");
 }
 
 /// The status socket being served. Dropping it stops accepting and removes
@@ -256,9 +278,12 @@ fn accept_loop(listener: UnixListener, shared: Shared, stop: Arc<AtomicBool>) {
 
 fn answer(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let text = {
-        let p = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        render(&p)
+    let text = match shared.request_sessions(SESSIONS_TIMEOUT) {
+        Some(sessions) => render(&sessions),
+        None => {
+            tracing::warn!("status: the packet loop did not list its sessions in time");
+            render_unlisted(&shared.latest())
+        }
     };
     stream.write_all(text.as_bytes())?;
     stream.flush()
@@ -331,6 +356,54 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
+    /// Stands in for the packet loop: answers requests for the list of
+    /// sessions with the current content of `list` until dropped.
+    struct Loop {
+        list: Arc<Mutex<Vec<SessionInfo>>>,
+        done: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Loop {
+        fn start(shared: &Shared, list: Vec<SessionInfo>) -> Loop {
+            let list = Arc::new(Mutex::new(list));
+            let done = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (shared, list, done) = (shared.clone(), list.clone(), done.clone());
+                thread::spawn(move || {
+                    while !done.load(Ordering::Acquire) {
+                        if shared.sessions_wanted() {
+                            let l = list.lock().unwrap();
+                            shared.answer_sessions(l.clone());
+                        }
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            };
+            Loop {
+                list,
+                done,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            self.done.store(true, Ordering::Release);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// A served socket with a packet loop that lists `list`.
+    fn serve_list(path: &Path, list: Vec<SessionInfo>) -> io::Result<(StatusServer, Loop)> {
+        let shared = Shared::default();
+        let server = serve(path, shared.clone())?;
+        Ok((server, Loop::start(&shared, list)))
+    }
+
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
 
@@ -357,74 +430,71 @@ mod tests {
         }
     }
 
-    fn sample() -> Published {
-        Published {
-            sessions: vec![
-                SessionInfo {
-                    client: "192.0.2.20:40000".parse().unwrap(),
-                    // Same as the client: not shown.
-                    client_public: Some("192.0.2.20:40000".parse().unwrap()),
-                    server_public: None,
-                    server_real: None,
-                    state: "greeting",
-                    delta_to_server: 0,
-                    delta_to_client: 0,
-                    idle: Duration::from_millis(999),
-                    pinholes: vec![],
-                },
-                SessionInfo {
-                    client: "192.0.2.10:51000".parse().unwrap(),
-                    client_public: Some("203.0.113.1:40000".parse().unwrap()),
-                    server_public: Some("198.51.100.5:21".parse().unwrap()),
-                    server_real: Some("10.0.0.5:21".parse().unwrap()),
-                    state: "ready",
-                    delta_to_server: 1,
-                    delta_to_client: -3,
-                    idle: Duration::from_millis(3500),
-                    pinholes: vec![
-                        (
-                            Pinhole {
-                                src: "198.51.100.5".parse().unwrap(),
-                                dst: "203.0.113.1".parse().unwrap(),
-                                dport: 40001,
-                                dnat: Some("192.0.2.10:50000".parse().unwrap()),
-                            },
-                            Duration::from_millis(28_700),
-                        ),
-                        (
-                            Pinhole {
-                                src: "192.0.2.10".parse().unwrap(),
-                                dst: "198.51.100.5".parse().unwrap(),
-                                dport: 30000,
-                                dnat: None,
-                            },
-                            Duration::from_secs(5),
-                        ),
-                    ],
-                },
-                SessionInfo {
-                    client: "[2001:db8::1]:50000".parse().unwrap(),
-                    client_public: None,
-                    server_public: Some("[2001:db8::21]:21".parse().unwrap()),
-                    // Same as the public address: not shown.
-                    server_real: Some("[2001:db8::21]:21".parse().unwrap()),
-                    state: "tls",
-                    delta_to_server: 0,
-                    delta_to_client: 12,
-                    idle: Duration::ZERO,
-                    pinholes: vec![(
+    fn sample() -> Vec<SessionInfo> {
+        vec![
+            SessionInfo {
+                client: "192.0.2.20:40000".parse().unwrap(),
+                // Same as the client: not shown.
+                client_public: Some("192.0.2.20:40000".parse().unwrap()),
+                server_public: None,
+                server_real: None,
+                state: "greeting",
+                delta_to_server: 0,
+                delta_to_client: 0,
+                idle: Duration::from_millis(999),
+                pinholes: vec![],
+            },
+            SessionInfo {
+                client: "192.0.2.10:51000".parse().unwrap(),
+                client_public: Some("203.0.113.1:40000".parse().unwrap()),
+                server_public: Some("198.51.100.5:21".parse().unwrap()),
+                server_real: Some("10.0.0.5:21".parse().unwrap()),
+                state: "ready",
+                delta_to_server: 1,
+                delta_to_client: -3,
+                idle: Duration::from_millis(3500),
+                pinholes: vec![
+                    (
                         Pinhole {
-                            src: "2001:db8::21".parse().unwrap(),
-                            dst: "2001:db8::1".parse().unwrap(),
-                            dport: 2121,
+                            src: "198.51.100.5".parse().unwrap(),
+                            dst: "203.0.113.1".parse().unwrap(),
+                            dport: 40001,
+                            dnat: Some("192.0.2.10:50000".parse().unwrap()),
+                        },
+                        Duration::from_millis(28_700),
+                    ),
+                    (
+                        Pinhole {
+                            src: "192.0.2.10".parse().unwrap(),
+                            dst: "198.51.100.5".parse().unwrap(),
+                            dport: 30000,
                             dnat: None,
                         },
-                        Duration::from_secs(60),
-                    )],
-                },
-            ],
-            ..Default::default()
-        }
+                        Duration::from_secs(5),
+                    ),
+                ],
+            },
+            SessionInfo {
+                client: "[2001:db8::1]:50000".parse().unwrap(),
+                client_public: None,
+                server_public: Some("[2001:db8::21]:21".parse().unwrap()),
+                // Same as the public address: not shown.
+                server_real: Some("[2001:db8::21]:21".parse().unwrap()),
+                state: "tls",
+                delta_to_server: 0,
+                delta_to_client: 12,
+                idle: Duration::ZERO,
+                pinholes: vec![(
+                    Pinhole {
+                        src: "2001:db8::21".parse().unwrap(),
+                        dst: "2001:db8::1".parse().unwrap(),
+                        dport: 2121,
+                        dnat: None,
+                    },
+                    Duration::from_secs(60),
+                )],
+            },
+        ]
     }
 
     const SAMPLE: &str = "\
@@ -440,15 +510,23 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
     #[test]
     fn render_exact() {
         assert_eq!(render(&sample()), SAMPLE);
-        assert_eq!(render(&Published::default()), "0 sessions, 0 pinholes\n");
+        assert_eq!(render(&[]), "0 sessions, 0 pinholes\n");
+        let p = Published {
+            sessions: 4,
+            pinholes: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            render_unlisted(&p),
+            "# sessions not listed: the packet loop did not answer within 3s\n4 sessions, 1 pinholes\n"
+        );
     }
 
     #[test]
     fn serve_query_mode_and_drop() {
         let dir = TempDir::new();
         let path = dir.sock();
-        let shared: Shared = Arc::new(Mutex::new(sample()));
-        let server = serve(&path, shared.clone()).unwrap();
+        let (server, packet_loop) = serve_list(&path, sample()).unwrap();
         assert_eq!(server.path(), path);
 
         let md = std::fs::symlink_metadata(&path).unwrap();
@@ -456,7 +534,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         assert_eq!(md.permissions().mode() & 0o7777, 0o600);
 
         assert_eq!(query(&path).unwrap(), SAMPLE);
-        shared.lock().unwrap().sessions.truncate(0);
+        packet_loop.list.lock().unwrap().clear();
         assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
 
         // A client that connects and never reads does not stop the server.
@@ -494,7 +572,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
             .is_socket());
         assert!(UnixStream::connect(&path).is_err());
 
-        let server = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap();
+        let (server, _loop) = serve_list(&path, Vec::new()).unwrap();
         let after = std::fs::symlink_metadata(&path).unwrap();
         assert!(after.file_type().is_socket());
         assert_eq!(after.permissions().mode() & 0o7777, 0o600);
@@ -507,8 +585,8 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
     fn live_socket_is_not_stolen() {
         let dir = TempDir::new();
         let path = dir.sock();
-        let first = serve(&path, Arc::new(Mutex::new(sample()))).unwrap();
-        let err = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        let (first, _loop) = serve_list(&path, sample()).unwrap();
+        let err = serve(&path, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         assert_eq!(query(&path).unwrap(), SAMPLE);
         drop(first);
@@ -519,7 +597,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         let dir = TempDir::new();
         let path = dir.sock();
         std::fs::write(&path, b"precious").unwrap();
-        let err = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        let err = serve(&path, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
@@ -527,13 +605,13 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         // A directory, and a symlink to a socket, are refused too.
         let sub = dir.0.join("d");
         std::fs::create_dir(&sub).unwrap();
-        assert!(serve(&sub, Arc::new(Mutex::new(Published::default()))).is_err());
+        assert!(serve(&sub, Shared::default()).is_err());
         assert!(sub.is_dir());
         let target = dir.0.join("real.sock");
         drop(UnixListener::bind(&target).unwrap());
         let link = dir.0.join("link.sock");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(serve(&link, Arc::new(Mutex::new(Published::default()))).is_err());
+        assert!(serve(&link, Shared::default()).is_err());
         assert!(std::fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
@@ -544,7 +622,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
     fn drop_leaves_a_newer_socket_alone() {
         let dir = TempDir::new();
         let path = dir.sock();
-        let old = serve(&path, Arc::new(Mutex::new(Published::default()))).unwrap();
+        let old = serve(&path, Shared::default()).unwrap();
         // Someone replaced the file (a newer daemon, say).
         std::fs::remove_file(&path).unwrap();
         let newer = UnixListener::bind(&path).unwrap();
@@ -560,23 +638,24 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
     fn poisoned_mutex_is_still_read() {
         let dir = TempDir::new();
         let path = dir.sock();
-        let shared: Shared = Arc::new(Mutex::new(sample()));
+        let shared = Shared::default();
         let s2 = shared.clone();
         let _ = thread::spawn(move || {
-            let _g = s2.lock().unwrap();
+            let _g = s2.latest();
             panic!("poison on purpose");
         })
         .join();
-        let _server = serve(&path, shared).unwrap();
+        let _server = serve(&path, shared.clone()).unwrap();
+        let _loop = Loop::start(&shared, sample());
         assert_eq!(query(&path).unwrap(), SAMPLE);
     }
 
     #[test]
     fn bad_paths() {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
-        let err = serve(&long, Arc::new(Mutex::new(Published::default()))).unwrap_err();
+        let err = serve(&long, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         let missing = PathBuf::from("/nonexistent-dir-ftp-alg/status.sock");
-        assert!(serve(&missing, Arc::new(Mutex::new(Published::default()))).is_err());
+        assert!(serve(&missing, Shared::default()).is_err());
     }
 }

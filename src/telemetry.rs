@@ -1,13 +1,17 @@
 //! What the daemon tells about itself: counters of the engine and of the
-//! shell, and a snapshot of live sessions. The worker thread publishes a
-//! [`Published`] value about once a second; the metrics endpoint and the
-//! status socket only read the latest one, so neither ever touches the
-//! engine or delays a packet.
+//! shell, and on request the list of live sessions. The worker thread
+//! publishes a [`Published`] value (counters and gauges only) about once a
+//! second; the metrics endpoint only reads the latest one, so it never
+//! touches the engine or delays a packet. The list of sessions costs time
+//! in proportion to their number (15 ms at 100,000 sessions, during which
+//! packets wait), so the worker builds it only when the status socket asks
+//! ([`Shared::request_sessions`]), at its next wake-up.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::pinhole::Pinhole;
 
@@ -129,7 +133,7 @@ pub struct SessionInfo {
     pub pinholes: Vec<(Pinhole, Duration)>,
 }
 
-/// Everything the worker publishes.
+/// What the worker publishes every second.
 #[derive(Clone, Debug, Default)]
 pub struct Published {
     /// Engine counters.
@@ -137,15 +141,134 @@ pub struct Published {
     /// Shell counters.
     pub shell: ShellStats,
     /// Live sessions.
-    pub sessions: Vec<SessionInfo>,
+    pub sessions: usize,
+    /// Live pinholes over all sessions.
+    pub pinholes: usize,
 }
 
-impl Published {
-    /// Live pinholes over all sessions.
-    pub fn live_pinholes(&self) -> usize {
-        self.sessions.iter().map(|s| s.pinholes.len()).sum()
+/// What the worker and the telemetry threads share: the latest
+/// [`Published`] value, and requests for the list of sessions with their
+/// answers. Clones share the same state.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    published: Arc<Mutex<Published>>,
+    sessions: Arc<SessionRequests>,
+}
+
+/// Requests for the list of sessions: readers count them, the worker
+/// answers all requests made so far with one list.
+#[derive(Debug, Default)]
+struct SessionRequests {
+    /// Set with each request; the worker polls it with one atomic load per
+    /// wake-up, cheaper than taking a lock.
+    wanted: AtomicBool,
+    slot: Mutex<SessionSlot>,
+    answered: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SessionSlot {
+    /// Requests made so far.
+    asked: u64,
+    /// Requests the latest list answers.
+    answered: u64,
+    list: Arc<Vec<SessionInfo>>,
+}
+
+impl Shared {
+    /// A slot holding `p`, with no request pending.
+    pub fn new(p: Published) -> Self {
+        Shared {
+            published: Arc::new(Mutex::new(p)),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Replaces the published value (worker side).
+    pub fn publish(&self, p: Published) {
+        *self.latest() = p;
+    }
+
+    /// The latest published value. A panic of another holder does not
+    /// hide it: the value is replaced whole, so it is never half-written.
+    pub fn latest(&self) -> MutexGuard<'_, Published> {
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True when a reader waits for the list of sessions (worker side;
+    /// one atomic load, so it can be asked on every wake-up).
+    pub fn sessions_wanted(&self) -> bool {
+        self.sessions.wanted.load(Ordering::Acquire)
+    }
+
+    /// Answers every request made so far with `list` (worker side). The
+    /// list is built before the call, so the caller should first check
+    /// [`Shared::sessions_wanted`]; a request made while it was built is
+    /// answered with it too, being at most that much older.
+    pub fn answer_sessions(&self, list: Vec<SessionInfo>) {
+        let requests = &self.sessions;
+        requests.wanted.store(false, Ordering::Release);
+        let mut slot = requests.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.answered = slot.asked;
+        slot.list = Arc::new(list);
+        drop(slot);
+        requests.answered.notify_all();
+    }
+
+    /// Asks the worker for the list of sessions and waits for it at most
+    /// `timeout`; `None` when the worker did not answer in time.
+    pub fn request_sessions(&self, timeout: Duration) -> Option<Arc<Vec<SessionInfo>>> {
+        let requests = &self.sessions;
+        let deadline = Instant::now() + timeout;
+        let mut slot = requests.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.asked += 1;
+        let ticket = slot.asked;
+        requests.wanted.store(true, Ordering::Release);
+        while slot.answered < ticket {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            slot = requests
+                .answered
+                .wait_timeout(slot, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Some(slot.list.clone())
     }
 }
 
-/// The slot the worker writes and the readers read.
-pub type Shared = Arc<Mutex<Published>>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_answered_by_the_next_list() {
+        let shared = Shared::default();
+        assert!(!shared.sessions_wanted());
+        // Nobody answers: the reader gives up.
+        assert!(shared.request_sessions(Duration::from_millis(20)).is_none());
+        assert!(shared.sessions_wanted());
+
+        let done = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (shared, done) = (shared.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    if shared.sessions_wanted() {
+                        shared.answer_sessions(Vec::new());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let list = shared.request_sessions(Duration::from_secs(10));
+        assert_eq!(list.as_deref(), Some(&Vec::new()));
+        done.store(true, Ordering::Release);
+        worker.join().unwrap();
+        assert!(!shared.sessions_wanted());
+    }
+}

@@ -79,7 +79,7 @@ PATHS = {
     "cl6": ("cl", socket.AF_INET6, "so", SO6, SO6, CL6),
 }
 
-MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2, "alg-reload": 4}
+MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2, "alg-reload": 4, "alg-override": 3}
 
 LOG = None  # detailed log file
 
@@ -1079,6 +1079,27 @@ def case24(c):
     s.noop()
 
 
+def case25(c):
+    """PORT behind a further NAT beyond the gateway ([[nat_override]] on o0:
+    203.0.113.77); the outside host's own DNAT 203.0.113.77 -> .254 stands in
+    for that NAT"""
+    port = c.port(0)
+    p1, p2 = P(port)
+    lst = c.listen("cl", CL, port)
+    s = c.session("cl")
+    s.login()
+    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,77,{p1},{p2}\r\n")
+    s.s(["200 PORT command successful.\r\n"])
+    c.active_data(s, [lst], True)
+    s.noop()
+
+
+# Run only on request (--only), by conformance.sh after a SIGHUP that loads
+# the configuration they need; not part of the table.
+EXTRA_CASES = [
+    (25, "PORT behind a further NAT (nat_override)", "announces 203.0.113.77, data ok", case25),
+]
+
 CASES = [
     (1, "PORT split in 2 segments mid-address", "rewritten, data ok", case01),
     (2, "227 split mid-numbers, DNAT server", "rewritten, data ok", case02),
@@ -1184,7 +1205,7 @@ def cmd_run(args):
     only = {int(x) for x in args.only.split(",")} if args.only else None
     results = []
     t0 = time.monotonic()
-    for num, title, expect, fn in CASES:
+    for num, title, expect, fn in CASES + (EXTRA_CASES if only else []):
         if only and num not in only:
             continue
         r = run_case(ctx, num, title, expect, fn)

@@ -11,7 +11,10 @@
 #           and the gateway's INVALID counters must stay 0; then the same
 #           daemon gets [policy] allow_privileged_ports = true by SIGHUP and
 #           case 14 (PORT to a port below 1024), refused before, must now
-#           get its data connection through (a policy reload on live traffic)
+#           get its data connection through (a policy reload on live traffic);
+#           a second SIGHUP adds a [[nat_override]] for the outside interface
+#           and case 25 must announce that address (an iptables DNAT on the
+#           outside host stands in for the further NAT)
 #   kernel  reference: the kernel's FTP helper (nf_conntrack_ftp + nf_nat_ftp)
 #           attached with lab_kernel_helper; recorded against the same
 #           expectations, report only
@@ -154,10 +157,41 @@ reload_check() {
         --allow-privileged --out "$json" --log "$1" || rc=$?
     if ((rc != 0)); then
         echo "reload=the scripted peers exited with status $rc"
-    elif python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$json"; then
-        echo "reload=ok"
-    else
+    elif ! case_passed "$json"; then
         echo "reload=after SIGHUP with allow_privileged_ports = true, case 14's data connection still failed ($json)"
+    else
+        nat_override_check "$1"
+    fi
+}
+
+case_passed() {
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$1"
+}
+
+# nat_override_check PEER_LOG: a second SIGHUP adds [[nat_override]] for the
+# gateway's outside interface; case 25 must see PORT carry that address and
+# its data connection arrive through the outside host's stand-in NAT.
+nat_override_check() {
+    local json="$LAB_LOGS/conformance-alg-override.json" i rc=0
+    nsx "$NS_SO" iptables-nft -w 5 -t nat -A OUTPUT -d 203.0.113.77 -j DNAT --to-destination 203.0.113.254
+    printf '[[nat_override]]\ninterface = "%s"\npublic_address = "203.0.113.77"\n' "$GW_OUT" >>"$ALG_CONFIG"
+    kill -HUP "$ALG_PID"
+    for ((i = 0; i < 50; i++)); do
+        (($(grep -c "configuration reloaded" "$LAB_LOGS/alg-conformance.stderr") >= 2)) && break
+        sleep 0.1
+    done
+    if ((i == 50)); then
+        echo "reload=no second 'configuration reloaded' within 5 s of SIGHUP"
+        return
+    fi
+    timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-override --only 25 \
+        --out "$json" --log "$1" || rc=$?
+    if ((rc != 0)); then
+        echo "reload=the scripted peers exited with status $rc (case 25)"
+    elif ! case_passed "$json"; then
+        echo "reload=after SIGHUP with a [[nat_override]], case 25 failed ($json)"
+    else
+        echo "reload=ok"
     fi
 }
 

@@ -22,7 +22,9 @@
 #
 # Environment: FTP_ALG_BIN (default target/release/ftp-alg), FTP_ALG_ARGS
 # (default "run"), RUST_LOG (passed to the daemon; default info), LAB_LOG_DIR
-# (default target/lab-logs), LAB_PCAP=1 (same as --pcap).
+# (default target/lab-logs), LAB_PCAP=1 (same as --pcap), LAB_ALG_CONFIG (TOML
+# lines added to the daemon's configuration in the alg modes, e.g.
+# $'queues = 3\n').
 #
 # Exit status: 0 all as expected, 1 some result differs from the expectation,
 # 2 setup error.
@@ -33,7 +35,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib-lab.sh"
 
 usage() {
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

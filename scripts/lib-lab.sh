@@ -786,16 +786,16 @@ matrix_mode() {
         lab_kernel_helper off
         ;;
     alg | alg-files | alg-native)
-        local before admin after restored ALG_EXTRA_CONFIG=
+        local before admin after restored ALG_EXTRA_CONFIG=${LAB_ALG_CONFIG:-}
         before=$(lab_ruleset_by_table)
         case $mode in
         alg-files)
             lab_deploy_rules load
-            ALG_EXTRA_CONFIG=$'install_rules = false\n'
+            ALG_EXTRA_CONFIG+=$'install_rules = false\n'
             ;;
         alg-native)
             lab_native_filter on
-            ALG_EXTRA_CONFIG=$'accept_rule = "nft inet lab_fw forward"\n'
+            ALG_EXTRA_CONFIG+=$'accept_rule = "nft inet lab_fw forward"\n'
             ;;
         esac
         # What the admin set up: ftp-alg must leave exactly this behind.
@@ -815,6 +815,8 @@ matrix_mode() {
         local obs_bad=0
         alg_observability_check "$mode" || obs_bad=1
         extra+=("$OBS_NOTE")
+        # Packets per queue (kernel's count: the id of the last packet).
+        extra+=("packets per queue: $(nsx "$NS_GW" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue)")
         # Pinholes left in the daemon's table (for the record).
         nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-$mode.txt" 2>&1 || true
         alg_stop

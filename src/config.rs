@@ -30,6 +30,9 @@ pub struct Config {
     /// NFQUEUE number the control packets are queued to.
     #[serde(rename = "queue")]
     pub queue_num: u16,
+    /// Queues `queue ..= queue + queues - 1`, one worker thread each; the
+    /// kernel spreads control connections over them.
+    pub queues: u16,
     /// How long an unused pinhole stays open.
     #[serde(rename = "pinhole_timeout_secs", deserialize_with = "seconds")]
     pub pinhole_timeout: Duration,
@@ -171,6 +174,7 @@ impl Default for Config {
         Config {
             control_ports: vec![21],
             queue_num: 21,
+            queues: 1,
             pinhole_timeout: Duration::from_secs(30),
             max_pinholes_per_session: 2,
             ct_mark: 0x0100_0000,
@@ -267,6 +271,18 @@ impl Config {
         }
         if self.control_ports.contains(&0) {
             return Err(bad("control_ports", "0 is not a port"));
+        }
+        if !(1..=64).contains(&self.queues) {
+            return Err(bad("queues", format!("{} is outside 1..=64", self.queues)));
+        }
+        if u32::from(self.queue_num) + u32::from(self.queues) - 1 > u32::from(u16::MAX) {
+            return Err(bad(
+                "queues",
+                format!(
+                    "queue {} + {} queues goes past queue number 65535",
+                    self.queue_num, self.queues
+                ),
+            ));
         }
         let t = self.pinhole_timeout.as_secs();
         if !(1..=3600).contains(&t) {
@@ -406,6 +422,8 @@ mod tests {
             ("contol_ports = [21]", "contol_ports"),
             ("queue = \"x\"", "queue"),
             ("queue = 70000", "queue"),
+            ("queues = 0", "queues"),
+            ("queue = 65535\nqueues = 2", "queues"),
             ("control_ports = []", "control_ports"),
             ("pinhole_timeout_secs = 0", "pinhole_timeout_secs"),
             ("[policy]\nmax_line = 1", "policy.max_line"),

@@ -72,6 +72,9 @@ struct Overrides {
     /// NFQUEUE number for control packets [default: 21].
     #[arg(long)]
     queue: Option<u16>,
+    /// Queues (and worker threads), numbered from --queue on [default: 1].
+    #[arg(long)]
+    queues: Option<u16>,
     /// Server-side control port, repeatable [default: 21].
     #[arg(long = "control-port")]
     control_ports: Vec<u16>,
@@ -103,6 +106,9 @@ impl Overrides {
         };
         if let Some(q) = self.queue {
             cfg.queue_num = q;
+        }
+        if let Some(n) = self.queues {
+            cfg.queues = n;
         }
         if !self.control_ports.is_empty() {
             cfg.control_ports = self.control_ports.clone();
@@ -247,26 +253,27 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     // The queue first: binding fails (EPERM) while another instance holds
     // it, and this instance must then stop before it touches that one's
     // rules (installing starts by removing "stale" ones).
-    let mut worker = Worker::open(
+    let workers = Worker::open_all(
         Engine::new(cfg.engine()),
         cfg.queue_num,
+        cfg.queues,
         TABLE_NAME,
         cfg.pinhole_timeout,
         published.clone(),
     )?;
-    worker.set_nat_overrides(cfg.nat_override.clone());
+    workers[0].set_nat_overrides(cfg.nat_override.clone());
     let installed = if cfg.install_rules {
         Some(ruleset::install(cfg)?)
     } else {
         None
     };
     let result = serve_telemetry(cfg, &published).and_then(|_status| {
-        info!(queue = cfg.queue_num, ports = ?cfg.control_ports, "ftp-alg ready");
-        println!("ftp-alg ready (queue {})", cfg.queue_num);
+        info!(queue = cfg.queue_num, queues = cfg.queues, ports = ?cfg.control_ports, "ftp-alg ready");
+        println!("ftp-alg ready (queue {})", ruleset::queue_range(cfg));
         let _ = std::io::stdout().flush();
         notify_systemd("READY=1");
-        let mut reload = |worker: &mut Worker| reload_config(cfg, config_path.as_deref(), worker);
-        run_until_signalled(&mut worker, &mut reload)
+        let mut reload = |worker: &Worker| reload_config(cfg, config_path.as_deref(), worker);
+        run_until_signalled(workers, &mut reload)
         // `_status` drops here: the socket file is removed.
     });
     notify_systemd("STOPPING=1");
@@ -325,7 +332,7 @@ fn serve_telemetry(
 
 /// SIGHUP: policy, limits, timeouts and NAT overrides take effect at once; other keys
 /// (rules, sockets, logging) need a restart and are reported.
-fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &mut Worker) {
+fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &Worker) {
     let Some(path) = path else {
         info!("SIGHUP without --config: nothing to reload");
         return;

@@ -170,6 +170,15 @@ fn says_queue_unsupported(stderr: &str) -> bool {
     missing && stderr.contains("queue")
 }
 
+/// The queue numbers as nft writes them: `21`, or `21-24` for 4 queues.
+pub fn queue_range(cfg: &Config) -> String {
+    if cfg.queues > 1 {
+        format!("{}-{}", cfg.queue_num, cfg.queue_num + (cfg.queues - 1))
+    } else {
+        cfg.queue_num.to_string()
+    }
+}
+
 /// Text for `nft -f` of ftp-alg's table (with the native queue chains when
 /// backend is Native).
 ///
@@ -217,7 +226,7 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
     ));
     if backend == QueueBackend::Native {
         let ports = nft_ports(&cfg.control_ports);
-        let q = cfg.queue_num;
+        let q = queue_range(cfg);
         let bypass = if cfg.queue_bypass { " bypass" } else { "" };
         t.push_str(&format!(
             "\tchain queue_to_server {{\n\
@@ -251,7 +260,7 @@ pub fn describe(cfg: &Config) -> String {
          # removes them at exit; otherwise install the variant that fits this gateway.\n\
          #\n",
         port_list.join(", "),
-        cfg.queue_num
+        queue_range(cfg)
     ));
 
     s.push_str(
@@ -832,9 +841,17 @@ fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
                 spec.push(list.join(","));
             }
             spec.extend(comment_spec());
-            spec.extend(
-                ["-j", "NFQUEUE", "--queue-num", &cfg.queue_num.to_string()].map(String::from),
-            );
+            spec.extend(["-j", "NFQUEUE"].map(String::from));
+            // Several queues: the kernel picks one per flow by a hash of
+            // its addresses (each direction always hashes alike, so its
+            // packets stay in order; the workers share the engine).
+            if cfg.queues > 1 {
+                spec.push("--queue-balance".to_string());
+                spec.push(queue_range(cfg).replace('-', ":"));
+            } else {
+                spec.push("--queue-num".to_string());
+                spec.push(cfg.queue_num.to_string());
+            }
             if cfg.queue_bypass {
                 // Let control traffic pass (unhelped) while ftp-alg is down.
                 spec.push("--queue-bypass".to_string());
@@ -1298,6 +1315,21 @@ mod tests {
         assert!(!table_text(&c, QueueBackend::Native).contains("bypass"));
         c.queue_bypass = true;
         assert!(table_text(&c, QueueBackend::Native).contains("queue num 7 bypass"));
+    }
+
+    #[test]
+    fn several_queues_are_balanced() {
+        let mut c = cfg(&[21]);
+        c.queues = 4;
+        assert!(table_text(&c, QueueBackend::Native).contains("tcp dport 21 queue num 7-10 bypass"));
+        for r in queue_rules(&c, Family::V6) {
+            assert!(
+                r.insert_args()
+                    .join(" ")
+                    .ends_with("-j NFQUEUE --queue-balance 7:10 --queue-bypass"),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,10 @@
 //! The lab needs root and network namespaces. Without them this test FAILS
 //! with a message; it never passes without testing anything.
 //!
-//! Both modes run one after the other inside one test: the lab script uses
+//! The alg modes run the daemon with `queues = 3` (one worker thread per
+//! queue, one shared engine).
+//!
+//! The modes run one after the other inside one test: the lab script uses
 //! fixed addresses and the gateway's netfilter state, and tests of one binary
 //! run in parallel threads.
 
@@ -41,10 +44,14 @@ fn netns_lab_matrix_alg_and_negative_control() {
             "ethtool",
         ],
     );
+    // Three queues: the kernel spreads the sessions over three workers
+    // sharing one engine, and under DNAT the two directions of a session
+    // hash to different queues (the single-queue daemon is what the
+    // conformance and scale tests run).
     let alg = netns::run_lab_script(
         "lab.sh",
         &["matrix", "--mode", "alg,alg-files,alg-native"],
-        &[],
+        &[("LAB_ALG_CONFIG", "queues = 3\n")],
         1500,
     );
     let none = netns::run_lab_script("lab.sh", &["matrix", "--mode", "none"], &[], 1500);

@@ -95,7 +95,7 @@ impl NftPinholes {
 
     /// Adds the elements of one pinhole in ONE batch and waits for every ACK:
     /// - always a filter element in pin4/pin6 keyed by `p.filter_key()`
-    ///   (src . real dst . real port), with `timeout`;
+    ///   (src . dst . port as announced), with `timeout`;
     /// - when `p.dnat` is `Some(real)`: also an element in dnat4/dnat6 keyed
     ///   by (p.src . p.dst . p.dport) mapping to (real.ip . real.port), with
     ///   `timeout`.
@@ -542,14 +542,14 @@ mod tests {
     }
 
     #[test]
-    fn dnat_pinhole_filters_on_real_and_maps_announced_to_real() {
+    fn dnat_pinhole_filters_and_maps_the_announced_address() {
         let elements = pinhole_elements(&dnat_pinhole_v4()).unwrap();
         assert_eq!(
             elements,
             [
                 Element {
                     set: "pin4",
-                    key: concat_key(ip("192.0.2.10"), ip("203.0.113.7"), 2121),
+                    key: concat_key(ip("192.0.2.10"), ip("198.51.100.1"), 50000),
                     data: None
                 },
                 Element {

@@ -23,12 +23,11 @@ pub struct Pinhole {
 }
 
 impl Pinhole {
-    /// The (source, destination, port) the forward filter sees: after DNAT.
+    /// The (source, destination, port) that the first packet of the data
+    /// connection carries when it reaches the gateway: what the pinhole
+    /// chain matches, at NAT prerouting, before any DNAT.
     pub fn filter_key(&self) -> (IpAddr, IpAddr, u16) {
-        match self.dnat {
-            Some(real) => (self.src, real.ip(), real.port()),
-            None => (self.src, self.dst, self.dport),
-        }
+        (self.src, self.dst, self.dport)
     }
 
     /// True when every address of the pinhole is IPv4.

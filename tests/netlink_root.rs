@@ -15,40 +15,16 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ftp_alg::config::Config;
 use ftp_alg::conntrack::Conntrack;
 use ftp_alg::nft::NftPinholes;
 use ftp_alg::pinhole::Pinhole;
+use ftp_alg::ruleset::{self, QueueBackend};
 
-/// ftp-alg's table, as the ruleset module loads it with `nft -f`.
-const TABLE: &str = r#"table inet ftp_alg {
-	set pin4 {
-		type ipv4_addr . ipv4_addr . inet_service
-		flags dynamic,timeout
-	}
-	set pin6 {
-		type ipv6_addr . ipv6_addr . inet_service
-		flags dynamic,timeout
-	}
-	map dnat4 {
-		type ipv4_addr . ipv4_addr . inet_service : ipv4_addr . inet_service
-		flags timeout
-	}
-	map dnat6 {
-		type ipv6_addr . ipv6_addr . inet_service : ipv6_addr . inet_service
-		flags timeout
-	}
-	chain pinhole_dnat {
-		type nat hook prerouting priority dstnat - 10; policy accept;
-		meta l4proto tcp dnat ip to ip saddr . ip daddr . tcp dport map @dnat4
-		meta l4proto tcp dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6
-	}
-	chain pinhole_filter {
-		type filter hook forward priority filter - 10; policy accept;
-		ct state new ip saddr . ip daddr . tcp dport @pin4 delete @pin4 { ip saddr . ip daddr . tcp dport } ct mark set ct mark or 0x01000000
-		ct state new ip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 { ip6 saddr . ip6 daddr . tcp dport } ct mark set ct mark or 0x01000000
-	}
+/// ftp-alg's table, exactly as the ruleset module loads it with `nft -f`.
+fn table() -> String {
+    ruleset::table_text(&Config::default(), QueueBackend::Xtables)
 }
-"#;
 
 // ---------------------------------------------------------------- helpers
 
@@ -302,7 +278,7 @@ fn pinhole(src: &str, dst: &str, dport: u16, dnat: Option<&str>) -> Pinhole {
 fn table_ns(test: &str) -> (Netns, Entered) {
     require_root();
     let ns = Netns::new(test, "gw");
-    ns.nft_load(TABLE);
+    ns.nft_load(&table());
     let entered = ns.enter();
     (ns, entered)
 }
@@ -338,8 +314,8 @@ fn add_shows_exact_elements_and_remove_deletes_them() {
         texts(&pin4),
         [
             "192.0.2.10 . 198.51.100.20 . 40000",
-            // Filtered after DNAT: keyed by the real listener.
-            "192.0.2.11 . 203.0.113.7 . 2121",
+            // Matched before DNAT: keyed by the announced address.
+            "192.0.2.11 . 198.51.100.1 . 50001",
         ]
     );
     let dnat4 = list(&ns, "map", "dnat4");
@@ -351,7 +327,7 @@ fn add_shows_exact_elements_and_remove_deletes_them() {
         texts(&list(&ns, "set", "pin6")),
         [
             "2001:db8:1::10 . 2001:db8:2::20 . 40001",
-            "2001:db8:1::11 . 2001:db8:3::7 . 2122",
+            "2001:db8:1::11 . 2001:db8:2::1 . 50002",
         ]
     );
     assert_eq!(
@@ -398,8 +374,8 @@ fn remove_after_the_filter_element_was_consumed_still_removes_the_dnat_element()
         Some("203.0.113.7:2121"),
     );
     nft.add(&p, Duration::from_secs(30)).unwrap();
-    // What the forward rule does when the data connection arrives.
-    ns.sh("nft delete element inet ftp_alg pin4 '{ 192.0.2.11 . 203.0.113.7 . 2121 }'");
+    // What the pinhole rule does when the data connection arrives.
+    ns.sh("nft delete element inet ftp_alg pin4 '{ 192.0.2.11 . 198.51.100.1 . 50001 }'");
     assert_eq!(list(&ns, "map", "dnat4").len(), 1);
 
     // The first batch fails with ENOENT for pin4 and is aborted as a whole;

@@ -206,8 +206,7 @@ fn assert_installed(backend: QueueBackend, with_filter: bool) {
         "set pin6",
         "map dnat4",
         "map dnat6",
-        "chain pinhole_dnat",
-        "chain pinhole_filter",
+        "chain pinholes",
     ] {
         assert_eq!(table.matches(needle).count(), 1, "{needle} in\n{table}");
     }

@@ -10,6 +10,7 @@
 #   bulk        scripts/bench-bulk.sh       (RETR of 256 MiB, EPSV and EPRT)
 #   latency     scripts/bench-latency.sh    (added latency per control packet)
 #   scale       scripts/scale.sh            (1000 concurrent sessions)
+#   queues      scripts/bench-queues.sh     (control round trips with 1, 2, 4 queues)
 # Every comparison with the kernel's FTP helper is measured side by side in
 # ONE run of the sub-script, on one lab, interleaved (A B A B ...): only the
 # ratios are meant to be compared between machines and runs.
@@ -32,7 +33,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 QUICK=${QUICK:-0}
-ALL_MEASURES="engine pinhole memory sessions bulk latency scale"
+ALL_MEASURES="engine pinhole memory sessions bulk latency scale queues"
 ONLY=${ONLY:-$ALL_MEASURES}
 
 die() {
@@ -261,6 +262,25 @@ if want scale; then
         row "$n concurrent sessions (login, held, EPSV RETR, QUIT)" "–" "$done_/$total_ completed" "$result" "$G" "$met"
     else
         failed_row "$n concurrent sessions" "$G" scale "exit $RC"
+    fi
+fi
+
+# ----------------------------------------------------------------- queues ---
+
+if want queues; then
+    G="scaling documented (no fixed goal)"
+    if ((QUICK)); then QUEUES_ENV=(ROUNDS=1 SECONDS_PER_RUN=2); else QUEUES_ENV=(ROUNDS=3 SECONDS_PER_RUN=5); fi
+    run queues 900 env "${QUEUES_ENV[@]}" "$HERE/bench-queues.sh"
+    # "QUEUES q=2 rts=20968 ratio=0.966 cpu_us_per_packet=8.0" and "QUEUES kernel rts=21708"
+    krts=$(sed -nE 's/^QUEUES kernel rts=([0-9]+).*/\1/p' "$LOGS/queues.log" | head -n 1)
+    qrows=$(grep -c '^QUEUES q=' "$LOGS/queues.log" || true)
+    if ((RC == 0 && qrows > 0)) && num "$krts"; then
+        while read -r q rts ratio cpu; do
+            row "Control round trips/s, 8 clients x 4 connections NOOP (IPv6), queues = $q" "$krts/s" "$rts/s" \
+                "$ratio; daemon CPU $cpu µs/packet" "$G" "–"
+        done < <(sed -nE 's/^QUEUES q=([0-9]+) rts=([0-9]+) ratio=([0-9.-]+) cpu_us_per_packet=([0-9.-]+).*/\1 \2 \3 \4/p' "$LOGS/queues.log")
+    else
+        failed_row "Control round trips/s with 1, 2, 4 queues" "$G" queues "exit $RC"
     fi
 fi
 

@@ -27,6 +27,12 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
         closes. Prints a summary (key=value lines) on stdout; exit 0 only if
         every session completed.
 
+    ftp_peers.py load --host H --source ADDR --conns C --seconds S
+        C concurrent control connections from source address ADDR (asyncio),
+        each logged in anonymously, then NOOP round trips, one in flight per
+        connection, until S seconds have passed. Prints "rt=<round trips>
+        seconds=<elapsed> failed=<connections lost>"; exit 0 if none failed.
+
     ftp_peers.py sample --pid PID --metrics URL --out FILE [--interval S]
         Until SIGTERM (or --max-seconds): one line per interval with the
         ftp-alg gauges ftp_alg_sessions and ftp_alg_pinholes scraped from
@@ -89,6 +95,55 @@ class LineReader:
 def expect(code, line, want):
     if code not in want:
         raise RuntimeError(f"expected {want}, got {line!r}")
+
+
+async def _load_conn(a, deadline, counts):
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(a.host, a.port, local_addr=(a.source, 0)), a.step_timeout)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def reply():
+        line = await asyncio.wait_for(reader.readline(), a.step_timeout)
+        m = REPLY_RE.match(line)
+        if not m:
+            raise ConnectionError(f"not an FTP reply: {line!r}")
+        return int(m.group(1))
+
+    if await reply() != 220:
+        raise ConnectionError("no greeting")
+    writer.write(b"USER anonymous\r\n")
+    code = await reply()
+    if code == 331:
+        writer.write(b"PASS lab@\r\n")
+        code = await reply()
+    if code != 230:
+        raise ConnectionError(f"login answered {code}")
+    n = 0
+    while time.monotonic() < deadline:
+        writer.write(b"NOOP\r\n")
+        if await reply() != 200:
+            raise ConnectionError("NOOP refused")
+        n += 1
+    counts.append(n)
+    writer.write(b"QUIT\r\n")
+    writer.close()
+
+
+async def _load(a):
+    counts = []
+    t0 = time.monotonic()
+    deadline = t0 + a.seconds
+    results = await asyncio.gather(*(_load_conn(a, deadline, counts) for _ in range(a.conns)),
+                                   return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for r in failed[:3]:
+        print(f"connection failed: {r!r}", file=sys.stderr)
+    print(f"rt={sum(counts)} seconds={time.monotonic() - t0:.3f} failed={len(failed)}")
+    return 1 if failed else 0
+
+
+def cmd_load(a):
+    return asyncio.run(_load(a))
 
 
 def cmd_latency(a):
@@ -489,6 +544,15 @@ def main():
     q.add_argument("--timeout", type=float, default=5.0)
     q.add_argument("--out", required=True)
     q.set_defaults(fn=cmd_latency)
+
+    q = sub.add_parser("load")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--source", required=True)
+    q.add_argument("--conns", type=int, required=True)
+    q.add_argument("--seconds", type=float, required=True)
+    q.add_argument("--step-timeout", type=float, default=10.0)
+    q.set_defaults(fn=cmd_load)
 
     q = sub.add_parser("latency-report")
     q.add_argument("--sample", action="append", required=True, metavar="MODE=FILE")

@@ -44,30 +44,13 @@ SIZE=$((SIZE_MIB * 1048576))
 # Bound per download: at least 20 MiB/s, never under 30 s.
 XFER_TIMEOUT=$((SIZE_MIB / 20 + 30))
 
-lab_names "bb$(($$ % 1000000))"
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    alg_stop >/dev/null 2>&1
-    if [[ ${KERNEL_HELPER_ON:-0} == 1 ]]; then lab_kernel_helper off >/dev/null 2>&1; fi
-    # The big file lives in the lab's state dir; lab_down removes the dir,
-    # remove the file first anyway so it never outlives the run.
+# shellcheck disable=SC2317 # called by bench_teardown
+bench_extra_cleanup() {
+    # The big file lives in the lab's state dir, which lab_down removes;
+    # remove it first anyway so that it never outlives the run.
     if [[ -n ${BIG:-} && $BIG == "$LAB_STATE"/* ]]; then rm -f "$BIG"; fi
-    lab_log "tearing down lab $LAB_ID"
-    lab_down || rc=2
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-[[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
-lab_up
-RES_DIR="$LAB_LOGS/bench-bulk"
-mkdir -p "$RES_DIR"
-rm -f "$RES_DIR"/*.txt "$RES_DIR"/*.fail
+bench_lab_up "bb$(($$ % 1000000))" bench-bulk
 
 BIG="$LAB_STATE/srv-so/root/big.bin"
 lab_log "creating the $SIZE_MIB MiB file $BIG"

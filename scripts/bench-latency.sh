@@ -35,26 +35,7 @@ WARMUP=${WARMUP:-50}
 PER_ROUND=$((N / ROUNDS))
 command -v python3 >/dev/null || lab_die "python3 is needed"
 
-lab_names "lt$(($$ % 1000000))"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    alg_stop >/dev/null 2>&1
-    if [[ ${KERNEL_HELPER_ON:-0} == 1 ]]; then lab_kernel_helper off >/dev/null 2>&1; fi
-    lab_log "tearing down lab $LAB_ID"
-    lab_down || rc=2
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-[[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
-lab_up
-RES_DIR="$LAB_LOGS/bench-latency"
-mkdir -p "$RES_DIR"
-rm -f "$RES_DIR"/*.txt
+bench_lab_up "lt$(($$ % 1000000))" bench-latency
 
 # probe MODE ROUND: one control connection, PER_ROUND timed NOOPs; appends
 # nanoseconds per round trip to $RES_DIR/MODE.txt.

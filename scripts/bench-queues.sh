@@ -45,35 +45,13 @@ for q in $QUEUE_COUNTS; do
 done
 command -v python3 >/dev/null || lab_die "python3 is needed"
 
-lab_names "bq$(($$ % 1000000))"
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    alg_stop >/dev/null 2>&1
-    lab_log "tearing down lab $LAB_ID"
-    lab_down || rc=2
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-[[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
-lab_up
-RES_DIR="$LAB_LOGS/bench-queues"
-mkdir -p "$RES_DIR"
+bench_lab_up "bq$(($$ % 1000000))" bench-queues
 for ((c = 1; c <= CLIENTS; c++)); do
     nsx "$NS_CL" ip -6 addr add "2001:db8:1::$((100 + c))/64" dev eth0 nodad
 done
 
 # cpu_ticks PID: utime + stime of PID, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-# queue_packets: "Q:N ..." for ftp-alg's queues (packet ids handed out).
-# shellcheck disable=SC2016 # awk's own $ fields
-queue_packets() { nsx "$NS_GW" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue; }
 
 # load MODE: CLIENTS load processes at once; appends "rt/s" to MODE.rts.
 load() {
@@ -103,10 +81,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
         ALG_EXTRA_CONFIG="queues = $q"$'\n'
         alg_start "q$q-$r" || lab_die "ftp-alg did not start (queues $q, round $r)"
         before=$(cpu_ticks "$ALG_PID")
-        p0=$(queue_packets)
+        p0=$(lab_queue_packets)
         load "q$q"
         after=$(cpu_ticks "$ALG_PID")
-        p1=$(queue_packets)
+        p1=$(lab_queue_packets)
         # Packets handed to each queue during the load.
         spread=$(awk -v a="$p0" -v b="$p1" 'BEGIN {
             n = split(a, x, " "); split(b, y, " ")

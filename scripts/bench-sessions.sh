@@ -27,24 +27,7 @@ BATCH=${BATCH:-10}
 [[ $ROUNDS =~ ^[0-9]+$ && $BATCH =~ ^[0-9]+$ ]] || lab_die "ROUNDS and BATCH must be numbers"
 ((ROUNDS >= 1 && ROUNDS <= 1000 && BATCH >= 1 && BATCH <= 1000)) || lab_die "ROUNDS/BATCH out of range 1..1000"
 
-lab_names "$$"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    alg_stop >/dev/null 2>&1
-    lab_log "tearing down lab $LAB_ID"
-    lab_down || rc=2
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-[[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
-lab_up
-RES_DIR="$LAB_LOGS/bench"
-mkdir -p "$RES_DIR"
+bench_lab_up "$$" bench
 
 # batch MODE KIND: BATCH sequential sessions; appends microseconds per session
 # to $RES_DIR/MODE-KIND.txt, failures to $RES_DIR/MODE-KIND.fail.

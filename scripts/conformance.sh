@@ -142,17 +142,9 @@ done
 # allow_privileged_ports = true loaded by SIGHUP into the same daemon, the
 # same case must now get its data connection through. Prints reload=...
 reload_check() {
-    local json="$LAB_LOGS/conformance-alg-reload.json" i rc=0
+    local json="$LAB_LOGS/conformance-alg-reload.json" rc=0
     printf '[policy]\nallow_privileged_ports = true\n' >>"$ALG_CONFIG"
-    kill -HUP "$ALG_PID"
-    for ((i = 0; i < 50; i++)); do
-        grep -q "configuration reloaded" "$LAB_LOGS/alg-conformance.stderr" && break
-        sleep 0.1
-    done
-    if ((i == 50)); then
-        echo "reload=no 'configuration reloaded' within 5 s of SIGHUP"
-        return
-    fi
+    sighup_and_wait 1 || return 0
     timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-reload --only 14 \
         --allow-privileged --out "$json" --log "$1" || rc=$?
     if ((rc != 0)); then
@@ -164,6 +156,19 @@ reload_check() {
     fi
 }
 
+# sighup_and_wait N: SIGHUP to the daemon, then wait (5 s at most) for its
+# N-th "configuration reloaded"; prints reload=... and fails if it is late.
+sighup_and_wait() {
+    local i
+    kill -HUP "$ALG_PID"
+    for ((i = 0; i < 50; i++)); do
+        (($(grep -c "configuration reloaded" "$LAB_LOGS/alg-conformance.stderr") >= $1)) && return 0
+        sleep 0.1
+    done
+    echo "reload=no 'configuration reloaded' (number $1) within 5 s of SIGHUP"
+    return 1
+}
+
 case_passed() {
     python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$1"
 }
@@ -172,18 +177,10 @@ case_passed() {
 # gateway's outside interface; case 25 must see PORT carry that address and
 # its data connection arrive through the outside host's stand-in NAT.
 nat_override_check() {
-    local json="$LAB_LOGS/conformance-alg-override.json" i rc=0
+    local json="$LAB_LOGS/conformance-alg-override.json" rc=0
     nsx "$NS_SO" iptables-nft -w 5 -t nat -A OUTPUT -d 203.0.113.77 -j DNAT --to-destination 203.0.113.254
     printf '[[nat_override]]\ninterface = "%s"\npublic_address = "203.0.113.77"\n' "$GW_OUT" >>"$ALG_CONFIG"
-    kill -HUP "$ALG_PID"
-    for ((i = 0; i < 50; i++)); do
-        (($(grep -c "configuration reloaded" "$LAB_LOGS/alg-conformance.stderr") >= 2)) && break
-        sleep 0.1
-    done
-    if ((i == 50)); then
-        echo "reload=no second 'configuration reloaded' within 5 s of SIGHUP"
-        return
-    fi
+    sighup_and_wait 2 || return 0
     timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-override --only 25 \
         --out "$json" --log "$1" || rc=$?
     if ((rc != 0)); then

@@ -508,6 +508,11 @@ alg_observability_check() {
 
 lab_ruleset() { nsx "$NS_GW" nft -s list ruleset 2>/dev/null; }
 
+# lab_queue_packets: "QUEUE:PACKETS ..." for every queue bound in the
+# gateway (the kernel's count: the id of the last packet handed out).
+# shellcheck disable=SC2016 # awk's own $ fields
+lab_queue_packets() { nsx "$NS_GW" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue; }
+
 # lab_ruleset_by_table: the same, tables sorted by name (restoring a table
 # with iptables-restore moves it to the end of the listing).
 lab_ruleset_by_table() {
@@ -596,6 +601,38 @@ NFT
     nsx "$NS_GW" nft delete table inet lab_fw
     nsx "$NS_GW" iptables-nft-restore -T filter <"$LAB_STATE/filter.v4"
     nsx "$NS_GW" ip6tables-nft-restore -T filter <"$LAB_STATE/filter.v6"
+}
+
+# ----------------------------------------------------------- benchmarks ---
+
+# bench_lab_up ID RESULTS: what every benchmark script starts with. Builds
+# lab ID, with a teardown on exit (also on failure or interrupt) that stops
+# ftp-alg, detaches the kernel helper, calls the script's own
+# bench_extra_cleanup if it defines one, and removes the lab. Sets RES_DIR to
+# $LAB_LOGS/RESULTS, created, without the results of an earlier run.
+bench_lab_up() {
+    lab_names "$1"
+    trap bench_teardown EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    [[ -x $(alg_bin) ]] || lab_die "ftp-alg binary not found: $(alg_bin) (cargo build --release, or set FTP_ALG_BIN)"
+    lab_up
+    RES_DIR="$LAB_LOGS/$2"
+    mkdir -p "$RES_DIR"
+    rm -f "$RES_DIR"/*.txt "$RES_DIR"/*.fail
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+bench_teardown() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    alg_stop >/dev/null 2>&1
+    if [[ ${KERNEL_HELPER_ON:-0} == 1 ]]; then lab_kernel_helper off >/dev/null 2>&1; fi
+    if declare -F bench_extra_cleanup >/dev/null; then bench_extra_cleanup; fi
+    lab_log "tearing down lab $LAB_ID"
+    lab_down || rc=2
+    exit "$rc"
 }
 
 # ------------------------------------------------------------- clients ---
@@ -816,7 +853,7 @@ matrix_mode() {
         alg_observability_check "$mode" || obs_bad=1
         extra+=("$OBS_NOTE")
         # Packets per queue (kernel's count: the id of the last packet).
-        extra+=("packets per queue: $(nsx "$NS_GW" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue)")
+        extra+=("packets per queue: $(lab_queue_packets)")
         # Pinholes left in the daemon's table (for the record).
         nsx "$NS_GW" nft list table inet ftp_alg >"$LAB_LOGS/ftp_alg-table-after-$mode.txt" 2>&1 || true
         alg_stop

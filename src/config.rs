@@ -33,6 +33,9 @@ pub struct Config {
     /// Queues `queue ..= queue + queues - 1`, one worker thread each; the
     /// kernel spreads control connections over them.
     pub queues: u16,
+    /// Microseconds a worker keeps polling its queue after a packet before
+    /// it sleeps (0: sleep at once).
+    pub busy_poll_us: u32,
     /// How long an unused pinhole stays open.
     #[serde(rename = "pinhole_timeout_secs", deserialize_with = "seconds")]
     pub pinhole_timeout: Duration,
@@ -175,6 +178,7 @@ impl Default for Config {
             control_ports: vec![21],
             queue_num: 21,
             queues: 1,
+            busy_poll_us: 0,
             pinhole_timeout: Duration::from_secs(30),
             max_pinholes_per_session: 2,
             ct_mark: 0x0100_0000,
@@ -282,6 +286,12 @@ impl Config {
                     "queue {} + {} queues goes past queue number 65535",
                     self.queue_num, self.queues
                 ),
+            ));
+        }
+        if self.busy_poll_us > 10_000 {
+            return Err(bad(
+                "busy_poll_us",
+                format!("{} is outside 0..=10000", self.busy_poll_us),
             ));
         }
         let t = self.pinhole_timeout.as_secs();
@@ -423,6 +433,7 @@ mod tests {
             ("queue = \"x\"", "queue"),
             ("queue = 70000", "queue"),
             ("queues = 0", "queues"),
+            ("busy_poll_us = 20000", "busy_poll_us"),
             ("queue = 65535\nqueues = 2", "queues"),
             ("control_ports = []", "control_ports"),
             ("pinhole_timeout_secs = 0", "pinhole_timeout_secs"),

@@ -253,7 +253,7 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     // The queue first: binding fails (EPERM) while another instance holds
     // it, and this instance must then stop before it touches that one's
     // rules (installing starts by removing "stale" ones).
-    let workers = Worker::open_all(
+    let mut workers = Worker::open_all(
         Engine::new(cfg.engine()),
         cfg.queue_num,
         cfg.queues,
@@ -262,6 +262,9 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         published.clone(),
     )?;
     workers[0].set_nat_overrides(cfg.nat_override.clone());
+    for worker in &mut workers {
+        worker.set_busy_poll(Duration::from_micros(cfg.busy_poll_us.into()));
+    }
     let installed = if cfg.install_rules {
         Some(ruleset::install(cfg)?)
     } else {

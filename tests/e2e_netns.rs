@@ -21,7 +21,7 @@
 //! with a message; it never passes without testing anything.
 //!
 //! The alg modes run the daemon with `queues = 3` (one worker thread per
-//! queue, one shared engine).
+//! queue, one shared engine) and `busy_poll_us = 300`.
 //!
 //! The modes run one after the other inside one test: the lab script uses
 //! fixed addresses and the gateway's netfilter state, and tests of one binary
@@ -46,12 +46,13 @@ fn netns_lab_matrix_alg_and_negative_control() {
     );
     // Three queues: the kernel spreads the sessions over three workers
     // sharing one engine, and under DNAT the two directions of a session
-    // hash to different queues (the single-queue daemon is what the
-    // conformance and scale tests run).
+    // hash to different queues; and busy polling, so that packets are also
+    // taken by the non-blocking path (the single-queue, sleeping daemon is
+    // what the conformance and scale tests run).
     let alg = netns::run_lab_script(
         "lab.sh",
         &["matrix", "--mode", "alg,alg-files,alg-native"],
-        &[("LAB_ALG_CONFIG", "queues = 3\n")],
+        &[("LAB_ALG_CONFIG", "queues = 3\nbusy_poll_us = 300\n")],
         1500,
     );
     let none = netns::run_lab_script("lab.sh", &["matrix", "--mode", "none"], &[], 1500);

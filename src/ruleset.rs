@@ -309,7 +309,8 @@ pub fn describe(cfg: &Config) -> String {
     s.push_str(&table_text(cfg, QueueBackend::Native));
     s.push_str(
         "#\n\
-         # 2.2 Add this rule to your own forward filter chain, before any rule that drops:\n",
+         # 2.2 Add this rule to your own forward filter chain, before any rule that drops\n\
+         #     (or let ftp-alg insert it there: accept_rule = \"nft inet filter forward\"):\n",
     );
     s.push_str(&format!("ct state new ct mark & {mark} == {mark} accept\n"));
     s

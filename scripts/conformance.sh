@@ -142,18 +142,11 @@ done
 # allow_privileged_ports = true loaded by SIGHUP into the same daemon, the
 # same case must now get its data connection through. Prints reload=...
 reload_check() {
-    local json="$LAB_LOGS/conformance-alg-reload.json" rc=0
     printf '[policy]\nallow_privileged_ports = true\n' >>"$ALG_CONFIG"
     sighup_and_wait 1 || return 0
-    timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-reload --only 14 \
-        --allow-privileged --out "$json" --log "$1" || rc=$?
-    if ((rc != 0)); then
-        echo "reload=the scripted peers exited with status $rc"
-    elif ! case_passed "$json"; then
-        echo "reload=after SIGHUP with allow_privileged_ports = true, case 14's data connection still failed ($json)"
-    else
-        nat_override_check "$1"
-    fi
+    extra_case_passes "$1" reload 14 "after SIGHUP with allow_privileged_ports = true, case 14's data connection still failed" \
+        --allow-privileged || return 0
+    nat_override_check "$1"
 }
 
 # sighup_and_wait N: SIGHUP to the daemon, then wait (5 s at most) for its
@@ -169,27 +162,34 @@ sighup_and_wait() {
     return 1
 }
 
-case_passed() {
-    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$1"
+# extra_case_passes PEER_LOG TAG CASE WHY [ARGS..]: plays CASE once more (peer
+# mode alg-TAG, results in conformance-alg-TAG.json); on failure prints
+# reload=WHY (or the peers' exit status) and fails.
+extra_case_passes() {
+    local plog=$1 tag=$2 num=$3 why=$4 rc=0
+    local json="$LAB_LOGS/conformance-alg-$tag.json"
+    shift 4
+    timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode "alg-$tag" --only "$num" \
+        --out "$json" --log "$plog" "$@" || rc=$?
+    if ((rc != 0)); then
+        echo "reload=the scripted peers exited with status $rc (case $num)"
+        return 1
+    fi
+    if ! python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["cases"][0]["pass"] else 1)' "$json"; then
+        echo "reload=$why ($json)"
+        return 1
+    fi
 }
 
 # nat_override_check PEER_LOG: a second SIGHUP adds [[nat_override]] for the
 # gateway's outside interface; case 25 must see PORT carry that address and
 # its data connection arrive through the outside host's stand-in NAT.
 nat_override_check() {
-    local json="$LAB_LOGS/conformance-alg-override.json" rc=0
     nsx "$NS_SO" iptables-nft -w 5 -t nat -A OUTPUT -d 203.0.113.77 -j DNAT --to-destination 203.0.113.254
     printf '[[nat_override]]\ninterface = "%s"\npublic_address = "203.0.113.77"\n' "$GW_OUT" >>"$ALG_CONFIG"
     sighup_and_wait 2 || return 0
-    timeout -k 5 60 "${PY[@]}" run --ns-prefix "$LAB_PREFIX" --mode alg-override --only 25 \
-        --out "$json" --log "$1" || rc=$?
-    if ((rc != 0)); then
-        echo "reload=the scripted peers exited with status $rc (case 25)"
-    elif ! case_passed "$json"; then
-        echo "reload=after SIGHUP with a [[nat_override]], case 25 failed ($json)"
-    else
-        echo "reload=ok"
-    fi
+    extra_case_passes "$1" override 25 "after SIGHUP with a [[nat_override]], case 25 failed" || return 0
+    echo "reload=ok"
 }
 
 # run_mode MODE: one pass over every case.

@@ -298,16 +298,19 @@ fn pinhole_elements(p: &Pinhole) -> io::Result<Vec<Element>> {
             format!("pinhole {p} mixes IPv4 and IPv6 addresses"),
         ));
     }
+    // Both elements are looked up with the same tuple: the first packet's,
+    // before the DNAT the map applies.
     let (src, dst, port) = p.filter_key();
+    let key = concat_key(src, dst, port);
     let mut elements = vec![Element {
         set: if v4 { PIN4 } else { PIN6 },
-        key: concat_key(src, dst, port),
+        key: key.clone(),
         data: None,
     }];
     if let Some(real) = p.dnat {
         elements.push(Element {
             set: if v4 { DNAT4 } else { DNAT6 },
-            key: concat_key(p.src, p.dst, p.dport),
+            key,
             data: Some(concat_value(real.ip(), real.port())),
         });
     }

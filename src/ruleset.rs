@@ -597,11 +597,7 @@ impl Installed {
             );
         }
         if let Some((at, handle)) = self.nft_accept.take() {
-            let handle = handle.to_string();
-            let args = [
-                "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
-            ];
-            note(run("nft", &args, None).map(drop));
+            note(delete_nft_rule(&at, handle));
         }
         if self.table {
             self.table = false;
@@ -662,6 +658,15 @@ fn parse_handle(nft_output: &str) -> Option<u64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// `nft delete rule FAMILY TABLE CHAIN handle HANDLE`.
+fn delete_nft_rule(at: &NftChain, handle: u64) -> Result<(), RulesetError> {
+    let handle = handle.to_string();
+    let args = [
+        "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
+    ];
+    run("nft", &args, None).map(drop)
+}
+
 /// Deletes every rule commented `ftp-alg` from `at` (left by a killed
 /// instance); true if any was there. A missing chain has none.
 fn remove_stale_nft_accept(at: &NftChain) -> Result<bool, RulesetError> {
@@ -684,11 +689,7 @@ fn remove_stale_nft_accept(at: &NftChain) -> Result<bool, RulesetError> {
             at.table,
             at.chain
         );
-        let handle = handle.to_string();
-        let args = [
-            "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
-        ];
-        run("nft", &args, None)?;
+        delete_nft_rule(at, handle)?;
         found = true;
     }
     Ok(found)

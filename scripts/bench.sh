@@ -126,7 +126,7 @@ run build 1800 cargo build --release --locked --manifest-path "$REPO/Cargo.toml"
 
 if want engine; then
     G="≥ 1,000,000 packets/s"
-    run engine 1800 cargo bench --locked --manifest-path "$REPO/Cargo.toml" --bench core -- "${CRIT_ARGS[@]}" engine
+    run engine 1800 cargo bench --locked --manifest-path "$REPO/proto/Cargo.toml" --bench core -- "${CRIT_ARGS[@]}" engine
     # "thrpt:  [1.2345 Melem/s 1.2500 Melem/s 1.2600 Melem/s]" (one element = one packet)
     line=$(grep -A3 '^engine/' "$LOGS/engine.log" | grep -m1 'thrpt:' || true)
     pps=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /elem\/s\]?$/) { n++; if (n == 2) { v = $(i - 1); u = $i } } }
@@ -167,7 +167,7 @@ fi
 
 if want memory; then
     G1="≤ 1 KiB per session" G2="≤ 128 MiB RSS"
-    run memory 900 cargo run --release --locked --manifest-path "$REPO/Cargo.toml" --example session_memory -- "$MEM_N"
+    run memory 900 cargo run --release --locked --manifest-path "$REPO/proto/Cargo.toml" --example session_memory -- "$MEM_N"
     # "100000 idle sessions: RSS 2100 KiB -> 81000 KiB, 817 bytes per session"
     read -r msess mbefore mafter mper < <(sed -nE 's/^([0-9]+) idle sessions: RSS ([0-9]+) KiB -> ([0-9]+) KiB, ([0-9.]+) bytes per session.*/\1 \2 \3 \4/p' \
         "$LOGS/memory.log" | head -n 1) || true

@@ -26,8 +26,13 @@ command -v cargo >/dev/null 2>&1 || {
 
 echo "== cargo build --locked --release"
 cargo build --locked --release
-echo "== cargo test --locked --all-targets"
-cargo test --locked --all-targets
+# Tier 1, pure: the core's unit, session, property and conformance-table
+# tests and the daemon's unit tests; what a normal user's `cargo test` runs.
+echo "== cargo test --locked --workspace --all-targets"
+cargo test --locked --workspace --all-targets
+# Tier 2, root: netns labs with real servers and clients, rules, netlink.
+echo "== cargo test --locked --features root-tests (root tier)"
+cargo test --locked --features root-tests --test '*_root' --test '*_netns' 
 # Fuzzing smoke run: every cargo-fuzz target for 20 s (fails on any crash).
 # Longer runs by hand: scripts/fuzz.sh 600
 echo "== scripts/fuzz.sh 20"

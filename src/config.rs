@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::EngineConfig;
-use crate::ftp::plan::Policy;
+use ftp_alg_proto::engine::EngineConfig;
+use ftp_alg_proto::ftp::plan::Policy;
 
 /// Name of ftp-alg's own nftables table (family `inet`).
 pub const TABLE_NAME: &str = "ftp_alg";

@@ -1,29 +1,17 @@
-//! ftp-alg: a userspace FTP application-layer gateway for Linux.
+//! ftp-alg: the daemon around the pure core [`ftp_alg_proto`].
 //!
-//! The crate is split into a pure core and thin shells:
+//! Everything here is a shell: it does I/O for the core and nothing else.
 //!
-//! * core (no I/O, no clock): [`ftp`] (line assembly, parsing, session
-//!   state), [`seq`] (sequence-number offsets), [`packet`] (IP/TCP views and
-//!   payload splicing), [`pinhole`] (what to open), [`engine`] (flows to
-//!   sessions, packet in, verdict and actions out);
-//! * shells: [`nfqueue`] (the queue loop), [`nft`] (pinholes over netlink),
-//!   [`conntrack`] (NAT mapping lookups), [`nat_override`] (addresses a further NAT
-//!   presents), [`ruleset`] (install and remove
-//!   the rules ftp-alg needs), [`metrics`] and [`status`] (read what the
-//!   worker publishes in [`telemetry`]), [`config`].
+//! * [`queue`]: the NFQUEUE workers and the signal handling;
+//! * [`kernel`]: netlink to the kernel: nf_tables pinholes, conntrack
+//!   lookups, interface addresses for NAT overrides;
+//! * [`rules`]: the rules ftp-alg needs, as text and installed;
+//! * [`telemetry`]: what the workers publish, the metrics endpoint and the
+//!   status socket;
+//! * [`config`]: the typed, validated configuration.
 
 pub mod config;
-pub mod conntrack;
-pub mod engine;
-pub mod ftp;
-pub mod metrics;
-pub mod nat_override;
-mod netlink;
-pub mod nfqueue;
-pub mod nft;
-pub mod packet;
-pub mod pinhole;
-pub mod ruleset;
-pub mod seq;
-pub mod status;
+pub mod kernel;
+pub mod queue;
+pub mod rules;
 pub mod telemetry;

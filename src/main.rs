@@ -9,11 +9,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
-use ftp_alg::engine::Engine;
-use ftp_alg::nfqueue::{block_control_signals, run_until_signalled, Worker};
-use ftp_alg::ruleset;
+use ftp_alg::queue::{block_control_signals, run_until_signalled, Housekeeper, Worker};
+use ftp_alg::rules;
 use ftp_alg::telemetry;
-use ftp_alg::{metrics, status};
+use ftp_alg::telemetry::{metrics, status};
+use ftp_alg_proto::engine::Engine;
 
 /// Userspace FTP ALG for Linux gateways: follows FTP control connections
 /// through NFQUEUE, rewrites PORT/EPRT/227/229 for NAT and opens exact,
@@ -38,7 +38,7 @@ enum Command {
         /// iptables-nft.nft, iptables-nft.rules.v4, iptables-nft.rules.v6 or
         /// nftables.nft.
         #[arg(long, value_parser = deploy_file_name)]
-        file: Option<ruleset::DeployFile>,
+        file: Option<rules::DeployFile>,
     },
     /// Check a configuration file: exit 0 if it is valid, 2 if not.
     CheckConfig {
@@ -131,13 +131,13 @@ impl RunArgs {
     }
 }
 
-fn deploy_file_name(name: &str) -> Result<ruleset::DeployFile, String> {
-    ruleset::DeployFile::ALL
+fn deploy_file_name(name: &str) -> Result<rules::DeployFile, String> {
+    rules::DeployFile::ALL
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, f)| *f)
         .ok_or_else(|| {
-            let names: Vec<&str> = ruleset::DeployFile::ALL.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = rules::DeployFile::ALL.iter().map(|(n, _)| *n).collect();
             format!("not one of {}", names.join(", "))
         })
 }
@@ -181,8 +181,8 @@ fn main() -> ExitCode {
         Command::Rules { common, file } => match common.config() {
             Ok(cfg) => {
                 match file {
-                    Some(file) => print!("{}", ruleset::deploy_file(&cfg, file)),
-                    None => print!("{}", ruleset::describe(&cfg)),
+                    Some(file) => print!("{}", rules::deploy_file(&cfg, file)),
+                    None => print!("{}", rules::describe(&cfg)),
                 }
                 ExitCode::SUCCESS
             }
@@ -253,30 +253,29 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     // The queue first: binding fails (EPERM) while another instance holds
     // it, and this instance must then stop before it touches that one's
     // rules (installing starts by removing "stale" ones).
-    let mut workers = Worker::open_all(
+    let (mut workers, housekeeper) = Worker::open_all(
         Engine::new(cfg.engine()),
         cfg.queue_num,
         cfg.queues,
         TABLE_NAME,
-        cfg.pinhole_timeout,
         published.clone(),
     )?;
-    workers[0].set_nat_overrides(cfg.nat_override.clone());
+    housekeeper.set_nat_overrides(cfg.nat_override.clone());
     for worker in &mut workers {
         worker.set_busy_poll(Duration::from_micros(cfg.busy_poll_us.into()));
     }
     let installed = if cfg.install_rules {
-        Some(ruleset::install(cfg)?)
+        Some(rules::install(cfg)?)
     } else {
         None
     };
     let result = serve_telemetry(cfg, &published).and_then(|_status| {
         info!(queue = cfg.queue_num, queues = cfg.queues, ports = ?cfg.control_ports, "ftp-alg ready");
-        println!("ftp-alg ready (queue {})", ruleset::queue_range(cfg));
+        println!("ftp-alg ready (queue {})", rules::queue_range(cfg));
         let _ = std::io::stdout().flush();
         notify_systemd("READY=1");
-        let mut reload = |worker: &Worker| reload_config(cfg, config_path.as_deref(), worker);
-        run_until_signalled(workers, &mut reload)
+        let mut reload = |hk: &Housekeeper| reload_config(cfg, config_path.as_deref(), hk);
+        run_until_signalled(workers, housekeeper, &mut reload)
         // `_status` drops here: the socket file is removed.
     });
     notify_systemd("STOPPING=1");
@@ -335,7 +334,7 @@ fn serve_telemetry(
 
 /// SIGHUP: policy, limits, timeouts and NAT overrides take effect at once; other keys
 /// (rules, sockets, logging) need a restart and are reported.
-fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &Worker) {
+fn reload_config(running: &Config, path: Option<&std::path::Path>, housekeeper: &Housekeeper) {
     let Some(path) = path else {
         info!("SIGHUP without --config: nothing to reload");
         return;
@@ -353,8 +352,8 @@ fn reload_config(running: &Config, path: Option<&std::path::Path>, worker: &Work
             if rest != *running {
                 warn!("only pinhole_timeout_secs, max_pinholes_per_session, [policy] and [[nat_override]] apply on reload; other changed keys need a restart");
             }
-            worker.reconfigure(new.engine(), new.pinhole_timeout);
-            worker.set_nat_overrides(new.nat_override.clone());
+            housekeeper.reconfigure(new.engine());
+            housekeeper.set_nat_overrides(new.nat_override.clone());
             info!(file = %path.display(), "configuration reloaded");
         }
         Err(e) => error!("reload refused, previous configuration kept: {e}"),

@@ -16,14 +16,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ftp_alg::config::Config;
-use ftp_alg::conntrack::Conntrack;
-use ftp_alg::nft::NftPinholes;
-use ftp_alg::pinhole::Pinhole;
-use ftp_alg::ruleset::{self, QueueBackend};
+use ftp_alg::kernel::conntrack::Conntrack;
+use ftp_alg::kernel::nft::NftPinholes;
+use ftp_alg::rules::{self, QueueBackend};
+use ftp_alg_proto::pinhole::Pinhole;
 
 /// ftp-alg's table, exactly as the ruleset module loads it with `nft -f`.
 fn table() -> String {
-    ruleset::table_text(&Config::default(), QueueBackend::Xtables)
+    rules::table_text(&Config::default(), QueueBackend::Xtables)
 }
 
 // ---------------------------------------------------------------- helpers

@@ -1,4 +1,4 @@
-//! Root tests of `ftp_alg::ruleset`: install and remove the real rules with
+//! Root tests of `ftp_alg::rules`: install and remove the real rules with
 //! nft and iptables-nft, each test in a network namespace of its own
 //! (`fa-rs-*`), and check that removal restores the ruleset text exactly.
 //!
@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use ftp_alg::config::Config;
-use ftp_alg::ruleset::{self, QueueBackend};
+use ftp_alg::rules::{self, QueueBackend};
 
 /// Enters a fresh network namespace in the current thread (children spawned
 /// from this thread inherit it); leaves and deletes it on drop, also when the
@@ -255,8 +255,8 @@ fn install_remove_with_admin_firewall() {
     let _ns = Netns::enter("fw");
     admin_firewall();
     let before = ruleset_text();
-    let backend = ruleset::detect_queue_backend();
-    let inst = ruleset::install(&Config::default()).expect("install");
+    let backend = rules::detect_queue_backend();
+    let inst = rules::install(&Config::default()).expect("install");
     assert_eq!(inst.backend(), backend);
     assert_installed(backend, true);
     assert_ne!(ruleset_text(), before);
@@ -267,8 +267,8 @@ fn install_remove_with_admin_firewall() {
 #[test]
 fn install_remove_on_empty_ruleset() {
     let _ns = Netns::enter("empty");
-    let backend = ruleset::detect_queue_backend();
-    let inst = ruleset::install(&Config::default()).expect("install");
+    let backend = rules::detect_queue_backend();
+    let inst = rules::install(&Config::default()).expect("install");
     assert_installed(backend, false);
     let mid = ruleset_text();
     // No admin filter table: ftp-alg must not have created one.
@@ -290,11 +290,11 @@ fn stale_cleanup(tag: &str, with_fw: bool) {
         admin_firewall();
     }
     let before = ruleset_text();
-    let backend = ruleset::detect_queue_backend();
-    let first = ruleset::install(&Config::default()).expect("first install");
+    let backend = rules::detect_queue_backend();
+    let first = rules::install(&Config::default()).expect("first install");
     // A killed daemon: the rules stay, the record is gone.
     std::mem::forget(first);
-    let second = ruleset::install(&Config::default()).expect("install over stale rules");
+    let second = rules::install(&Config::default()).expect("install over stale rules");
     assert_installed(backend, with_fw);
     second.remove().expect("remove");
     assert_eq!(ruleset_text(), before);
@@ -317,11 +317,11 @@ fn printed_table_text_loads_in_check_mode() {
         control_ports: vec![21, 2121],
         ..Config::default()
     };
-    let backend = ruleset::detect_queue_backend();
-    let x = ruleset::table_text(&cfg, QueueBackend::Xtables);
+    let backend = rules::detect_queue_backend();
+    let x = rules::table_text(&cfg, QueueBackend::Xtables);
     let (ok, err) = nft_stdin(&["-c"], &x);
     assert!(ok, "xtables-variant table text rejected: {err}\n{x}");
-    let n = ruleset::table_text(&cfg, QueueBackend::Native);
+    let n = rules::table_text(&cfg, QueueBackend::Native);
     let (ok, err) = nft_stdin(&["-c"], &n);
     assert_eq!(
         ok,
@@ -330,7 +330,7 @@ fn printed_table_text_loads_in_check_mode() {
     );
 
     // The tables inside what `ftp-alg rules` prints are the same texts.
-    let d = ruleset::describe(&cfg);
+    let d = rules::describe(&cfg);
     let blocks: Vec<&str> = d
         .match_indices("table inet ftp_alg {")
         .map(|(i, _)| {
@@ -364,12 +364,12 @@ fn failed_install_is_undone() {
     run_ok("nft", &["add", "table", "ip6", "mangle"]);
     run_ok("nft", &["add", "chain", "ip6", "mangle", "FORWARD"]);
     let before = ruleset_text();
-    if ruleset::detect_queue_backend() == QueueBackend::Native {
+    if rules::detect_queue_backend() == QueueBackend::Native {
         // Nothing goes to ip6 mangle then; this failure cannot be provoked.
         eprintln!("native queue backend: the xtables failure path is not reachable here");
         return;
     }
-    let err = ruleset::install(&Config::default()).expect_err("install must fail");
+    let err = rules::install(&Config::default()).expect_err("install must fail");
     assert!(err.command().contains("ip6tables"), "{err}");
     assert!(!err.stderr().is_empty(), "{err}");
     assert_eq!(ruleset_text(), before, "failed install left changes");
@@ -392,10 +392,10 @@ fn stale_rules_in_a_table_iptables_cannot_list() {
             .matches("ct state new ct mark and 0x1000000 == 0x1000000")
             .count()
     };
-    let first = ruleset::install(&Config::default()).expect("first install");
+    let first = rules::install(&Config::default()).expect("first install");
     assert_eq!(accept_count(), 1);
     std::mem::forget(first);
-    let second = ruleset::install(&Config::default()).expect("install over stale rules");
+    let second = rules::install(&Config::default()).expect("install over stale rules");
     assert_eq!(accept_count(), 1, "stale accept rule not removed");
     let chain = run_ok("nft", &["list", "chain", "ip", "filter", "FORWARD"]);
     let first_rule = chain.lines().nth(3).unwrap_or_default();
@@ -444,7 +444,7 @@ fn accept_rule_in_an_admins_native_chain() {
     assert!(ok, "{err}");
     let before = ruleset_text();
     let cfg = Config::from_toml("accept_rule = \"nft inet filter forward\"").unwrap();
-    let first = ruleset::install(&cfg).expect("install");
+    let first = rules::install(&cfg).expect("install");
     let rules = ftp_alg_rules_in_native_forward();
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0].0, 0, "not first in the chain: {rules:?}");
@@ -455,19 +455,19 @@ fn accept_rule_in_an_admins_native_chain() {
     // No iptables accept rule besides it.
     assert!(!ruleset_text().contains("table ip filter"));
     std::mem::forget(first);
-    let second = ruleset::install(&cfg).expect("install over a stale rule");
+    let second = rules::install(&cfg).expect("install over a stale rule");
     assert_eq!(ftp_alg_rules_in_native_forward().len(), 1);
     second.remove().expect("remove");
     assert_eq!(ruleset_text(), before);
 
     // A chain that does not exist is an error that installs nothing.
     let missing = Config::from_toml("accept_rule = \"nft inet filter nope\"").unwrap();
-    assert!(ruleset::install(&missing).is_err());
+    assert!(rules::install(&missing).is_err());
     assert_eq!(ruleset_text(), before);
 
     // "none": nothing in the admin's chain.
     let none = Config::from_toml("accept_rule = \"none\"").unwrap();
-    let inst = ruleset::install(&none).expect("install");
+    let inst = rules::install(&none).expect("install");
     assert!(ftp_alg_rules_in_native_forward().is_empty());
     inst.remove().expect("remove");
     assert_eq!(ruleset_text(), before);

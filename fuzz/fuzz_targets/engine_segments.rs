@@ -8,8 +8,9 @@
 //! an optional SACK option or raw TCP options, and a payload assembled from
 //! FTP fragments ("PORT ", "227 ", "(192,0,2,10,4,1)", "\r\n", ...), TLS
 //! records (to follow `AUTH TLS` ... `CCC`) and raw bytes. Some packets are
-//! byte-patched after building, and some are completely raw bytes. `Outcome::NeedNat` is answered with a mapping
-//! picked by the input (or none) and the packet handed in again.
+//! byte-patched after building, and some are completely raw bytes. NAT
+//! questions (`Engine::handle_with`) are answered with a mapping picked by
+//! the input (or none).
 //!
 //! Checks, besides the absence of panics:
 //! * a `Verdict::Replace` packet parses again with `TcpSegment::parse`,
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use etherparse::{IpSlice, PacketBuilder, TcpOptionElement, TcpSlice};
-use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome, Verdict};
-use ftp_alg::packet::TcpSegment;
+use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::packet::TcpSegment;
 use libfuzzer_sys::fuzz_target;
 
 /// Pieces payloads are made of, biased towards what the engine parses.
@@ -444,28 +445,21 @@ fn run_packet(
     nat: NatSel,
 ) {
     let original = TcpSegment::parse(packet).ok();
-    let mut asked = false;
-    let decision = loop {
-        match engine.handle(now, packet) {
-            Outcome::NeedNat { src, dst } => {
-                assert!(
-                    !asked,
-                    "engine asked twice for the NAT mapping of {src} -> {dst}"
-                );
-                asked = true;
-                let seg = original
-                    .as_ref()
-                    .expect("NeedNat for a packet that does not parse");
-                assert_eq!(
-                    (src, dst),
-                    (seg.src, seg.dst),
-                    "NeedNat names the packet's tuple"
-                );
-                engine.set_nat(src, addrs.mapping(nat, src, dst));
-            }
-            Outcome::Done(d) => break d,
-        }
-    };
+    let mut asked = 0;
+    let decision = engine.handle_with(now, packet, |src, dst| {
+        asked += 1;
+        let seg = original
+            .as_ref()
+            .expect("NeedNat for a packet that does not parse");
+        assert_eq!(
+            (src, dst),
+            (seg.src, seg.dst),
+            "NeedNat names the packet's tuple"
+        );
+        addrs.mapping(nat, src, dst)
+    });
+    // handle_with debug-asserts that the engine does not ask again.
+    assert!(asked <= 1, "engine asked twice for the NAT mapping");
     if let Verdict::Replace(bytes) = &decision.verdict {
         let seg = original
             .as_ref()
@@ -481,7 +475,8 @@ fn run_packet(
             verify_checksums(bytes);
         }
     }
-    for p in &decision.open {
+    for o in &decision.open {
+        let p = o.pinhole;
         assert!(p.dport >= 1024, "pinhole to a privileged port opened: {p}");
     }
 }

@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use ftp_alg::ftp::parse::{
+use ftp_alg_proto::ftp::parse::{
     format_host_port, parse_227, parse_229, parse_client_line, parse_reply_line, ClientLine,
     HostPort,
 };

@@ -12,7 +12,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ftp_alg::ftp::session::{ControlSession, Event, Phase};
+use ftp_alg_proto::ftp::session::{ControlSession, Event, Phase};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::telemetry::{Published, SessionInfo, Shared};
+use ftp_alg_proto::stats::SessionInfo;
+
+use crate::telemetry::{labels, Published, Shared};
 
 /// Time the packet loop has to list its sessions; it wakes at least once
 /// a second, so only a stuck loop misses it. Shorter than [`QUERY_TIMEOUT`]
@@ -77,7 +79,7 @@ pub fn render(sessions: &[SessionInfo]) -> String {
         let _ = writeln!(
             out,
             " state {} idle {}s seq {:+}/{:+}",
-            s.state,
+            labels::state(s.state),
             s.idle.as_secs(),
             s.delta_to_server,
             s.delta_to_client
@@ -352,7 +354,8 @@ pub fn query(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pinhole::Pinhole;
+    use ftp_alg_proto::pinhole::Pinhole;
+    use ftp_alg_proto::stats::SessionState;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
@@ -438,7 +441,7 @@ mod tests {
                 client_public: Some("192.0.2.20:40000".parse().unwrap()),
                 server_public: None,
                 server_real: None,
-                state: "greeting",
+                state: SessionState::Greeting,
                 delta_to_server: 0,
                 delta_to_client: 0,
                 idle: Duration::from_millis(999),
@@ -449,7 +452,7 @@ mod tests {
                 client_public: Some("203.0.113.1:40000".parse().unwrap()),
                 server_public: Some("198.51.100.5:21".parse().unwrap()),
                 server_real: Some("10.0.0.5:21".parse().unwrap()),
-                state: "ready",
+                state: SessionState::Ready,
                 delta_to_server: 1,
                 delta_to_client: -3,
                 idle: Duration::from_millis(3500),
@@ -480,7 +483,7 @@ mod tests {
                 server_public: Some("[2001:db8::21]:21".parse().unwrap()),
                 // Same as the public address: not shown.
                 server_real: Some("[2001:db8::21]:21".parse().unwrap()),
-                state: "tls",
+                state: SessionState::Tls,
                 delta_to_server: 0,
                 delta_to_client: 12,
                 idle: Duration::ZERO,

@@ -7,46 +7,11 @@
 //! packets wait), so the worker builds it only when the status socket asks
 //! ([`Shared::request_sessions`]), at its next wake-up.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::pinhole::Pinhole;
-
-/// Counters kept by the engine (pure data: the engine does no I/O).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Control sessions started (SYN seen or picked up mid-stream).
-    pub sessions_opened: u64,
-    /// Control sessions forgotten (closed, idle or unanswered).
-    pub sessions_closed: u64,
-    /// Announcements accepted, by form (`port`, `eprt`, `pasv227`, `epsv229`).
-    pub announcements: BTreeMap<&'static str, u64>,
-    /// Announcements whose text was rewritten.
-    pub rewrites: u64,
-    /// Pinholes opened.
-    pub pinholes_opened: u64,
-    /// Pinholes closed by ftp-alg (session end, refusal by the server,
-    /// replaced by a newer one, REIN/QUIT).
-    pub pinholes_closed: u64,
-    /// Pinholes whose lifetime ran out unused (or used: nftables deletes a
-    /// used element itself, ftp-alg cannot tell which).
-    pub pinholes_expired: u64,
-    /// Lines that opened nothing, by reason.
-    pub refusals: BTreeMap<&'static str, u64>,
-    /// Sessions that switched to TLS.
-    pub tls_sessions: u64,
-    /// Control segments dropped on purpose (out of order, or held back).
-    pub segments_held: u64,
-}
-
-impl EngineStats {
-    pub(crate) fn refuse(&mut self, reason: &'static str) {
-        *self.refusals.entry(reason).or_default() += 1;
-    }
-}
+use ftp_alg_proto::stats::{EngineStats, SessionInfo};
 
 /// Counters kept by the queue loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,29 +73,6 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
-}
-
-/// One live control session, as `ftp-alg status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The client's own address.
-    pub client: SocketAddr,
-    /// The client as the server sees it (after source NAT), when known.
-    pub client_public: Option<SocketAddr>,
-    /// The server as the client addresses it.
-    pub server_public: Option<SocketAddr>,
-    /// The server's own address, when known.
-    pub server_real: Option<SocketAddr>,
-    /// Protocol phase (`greeting`, `ready`, `tls`, `not-ftp`, `resync`, `closed`).
-    pub state: &'static str,
-    /// Length change so far, client to server (bytes).
-    pub delta_to_server: i64,
-    /// Length change so far, server to client (bytes).
-    pub delta_to_client: i64,
-    /// Time since the last packet.
-    pub idle: Duration,
-    /// Live pinholes with the time they have left.
-    pub pinholes: Vec<(Pinhole, Duration)>,
 }
 
 /// What the worker publishes every second.

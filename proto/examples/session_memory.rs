@@ -3,11 +3,14 @@
 //!
 //! `cargo run --release --example session_memory [N]` (default 100000)
 
+// A caller of the core, like the daemon: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use etherparse::PacketBuilder;
-use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome};
+use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
@@ -88,10 +91,7 @@ fn main() {
                 b"USER anonymous\r\n",
             ),
         ] {
-            if let Outcome::NeedNat { src, .. } = engine.handle(now, &p) {
-                engine.set_nat(src, Some(mapping));
-                let _ = engine.handle(now, &p);
-            }
+            engine.handle_with(now, &p, |_, _| Some(mapping));
         }
     }
     let after = rss_kib();

@@ -5,8 +5,10 @@
 //! unchanged, pass a rewritten copy, or drop it, plus the pinholes to open
 //! (before the verdict) and close. It never performs I/O. The one thing it
 //! cannot know by itself, the NAT mapping of a control connection, it asks
-//! for with [`Outcome::NeedNat`]; the shell answers with
-//! [`Engine::set_nat`] and hands the same packet in again.
+//! for with [`Outcome::NeedNat`] (see [`Engine::handle`] for the re-entry
+//! rule, and [`Engine::handle_with`] for callers that can look it up on the
+//! spot). Timers follow quinn-proto's pair: [`Engine::poll_at`] says when
+//! the engine next needs [`Engine::poll`].
 //!
 //! Hook placement (see `ruleset`): client-to-server packets are handled
 //! before conntrack and NAT, server-to-client packets after conntrack and
@@ -26,8 +28,9 @@ use crate::ftp::session::{ControlSession, Event, Form, Phase};
 use crate::ftp::tls::TlsRecords;
 use crate::packet::{Fixup, TcpSegment};
 use crate::pinhole::Pinhole;
+use crate::reason::Reason;
 use crate::seq::{Edit, SeqNum, StreamEdits};
-use crate::telemetry::{EngineStats, SessionInfo};
+use crate::stats::{EngineStats, SessionInfo, SessionState};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -93,19 +96,30 @@ pub enum Verdict {
     Drop,
 }
 
+/// A pinhole to install, with how long it may wait unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    /// The data connection it admits.
+    pub pinhole: Pinhole,
+    /// Lifetime of the unused pinhole (the backend's element timeout); the
+    /// engine forgets it after the same time.
+    pub lifetime: Duration,
+}
+
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// Verdict for the packet.
     pub verdict: Verdict,
     /// Pinholes to install before the verdict is given.
-    pub open: Vec<Pinhole>,
+    pub open: Vec<Opening>,
     /// Pinholes to remove.
     pub close: Vec<Pinhole>,
 }
 
 impl Decision {
-    fn accept() -> Self {
+    /// Forward the packet unchanged; open and close nothing.
+    pub fn accept() -> Self {
         Decision {
             verdict: Verdict::Accept,
             open: Vec::new(),
@@ -231,6 +245,11 @@ pub struct Engine {
     /// Lines completed by the packet being handled, reused from packet
     /// to packet so that following lines allocates nothing.
     lines: LineScratch,
+    /// No timer of any session falls before this (see [`Engine::poll_at`]).
+    /// Deadlines only move later as packets arrive, so a value computed
+    /// once stays a safe lower bound; events that set an earlier deadline
+    /// lower it.
+    next_poll: Option<Instant>,
 }
 
 /// The lines one segment completes, copied out of the line assembler (the
@@ -258,7 +277,13 @@ impl Engine {
             stats: EngineStats::default(),
             announced: Vec::new(),
             lines: LineScratch::default(),
+            next_poll: None,
         }
+    }
+
+    /// Lowers the next timer to `at` if that is earlier.
+    fn schedule(&mut self, at: Instant) {
+        self.next_poll = Some(self.next_poll.map_or(at, |t| t.min(at)));
     }
 
     /// Sets the NAT mapping overrides: pairs of (gateway address, address
@@ -276,6 +301,9 @@ impl Engine {
     /// keep their lifetime.
     pub fn set_config(&mut self, cfg: EngineConfig) {
         self.cfg = cfg;
+        // Shorter timeouts may bring deadlines forward.
+        let cfg = &self.cfg;
+        self.next_poll = self.flows.values().map(|f| f.deadline(cfg)).min();
     }
 
     /// Number of tracked control sessions.
@@ -301,6 +329,15 @@ impl Engine {
     }
 
     /// Handles one queued packet.
+    ///
+    /// Re-entry rule: when the answer is [`Outcome::NeedNat`], the engine
+    /// has recorded nothing of this packet. The caller looks up the
+    /// conntrack entry named there, gives the result to
+    /// [`Engine::set_nat`], and hands the same packet in again; the second
+    /// call never asks again for the same connection (`set_nat` records a
+    /// mapping even when there is none). The packet must not be released
+    /// in between: it may carry an announcement whose pinhole is not open
+    /// yet.
     pub fn handle(&mut self, now: Instant, packet: &[u8]) -> Outcome {
         let seg = match TcpSegment::parse(packet) {
             Ok(seg) => seg,
@@ -350,9 +387,45 @@ impl Engine {
             stats: &mut self.stats,
             announced: &self.announced,
         };
+        let was_open = flow.closed_at.is_none();
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared, &mut self.lines);
+        if !decision.open.is_empty() || (was_open && flow.closed_at.is_some()) {
+            // A new pinhole or the linger after a close: earlier deadlines.
+            let deadline = flow.deadline(&self.cfg);
+            self.schedule(deadline);
+        }
         decision.close.extend(close);
         Outcome::Done(decision)
+    }
+
+    /// [`Engine::handle`] with the re-entry rule applied: `lookup(src, dst)`
+    /// answers [`Outcome::NeedNat`] on the spot (the conntrack mapping of
+    /// the connection whose original tuple is `src -> dst`, `None` when
+    /// it is not translated). For callers that can block on the lookup;
+    /// one that shares the engine may rather release it meanwhile and
+    /// follow the rule itself.
+    pub fn handle_with(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        mut lookup: impl FnMut(SocketAddr, SocketAddr) -> Option<NatMapping>,
+    ) -> Decision {
+        match self.handle(now, packet) {
+            Outcome::Done(decision) => decision,
+            Outcome::NeedNat { src, dst } => {
+                self.set_nat(src, lookup(src, dst));
+                match self.handle(now, packet) {
+                    Outcome::Done(decision) => decision,
+                    // set_nat recorded a mapping, so this cannot happen; if
+                    // it ever did, forwarding untouched opens nothing. The
+                    // fuzzers and tests run with debug assertions.
+                    Outcome::NeedNat { .. } => {
+                        debug_assert!(false, "NeedNat again after set_nat");
+                        Decision::accept()
+                    }
+                }
+            }
+        }
     }
 
     /// Starts following `client`'s control connection: a new one when the
@@ -393,11 +466,19 @@ impl Engine {
         };
         self.flows.insert(client, flow);
         self.stats.sessions_opened += 1;
+        self.schedule(now + self.cfg.handshake_timeout.min(self.cfg.idle_timeout));
         true
     }
 
+    /// When [`Engine::poll`] is next due: the earliest expiry of a session
+    /// or a pinhole, or `None` while nothing is tracked. Calling `poll`
+    /// earlier is harmless, later only delays expiry. Cheap: a stored value.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.next_poll
+    }
+
     /// Expires idle and closed sessions and forgets expired pinholes.
-    /// Returns the pinholes to remove. Call it about once a second.
+    /// Returns the pinholes to remove.
     pub fn poll(&mut self, now: Instant) -> Vec<Pinhole> {
         let mut close = Vec::new();
         let cfg = &self.cfg;
@@ -429,6 +510,8 @@ impl Engine {
                 self.stats.pinholes_expired += 1;
             }
         }
+        let cfg = &self.cfg;
+        self.next_poll = self.flows.values().map(|f| f.deadline(cfg)).min();
         close
     }
 
@@ -463,6 +546,20 @@ impl Engine {
 }
 
 impl Flow {
+    /// When this session next needs [`Engine::poll`]: its own expiry or
+    /// its first pinhole's, whichever comes first.
+    fn deadline(&self, cfg: &EngineConfig) -> Instant {
+        let own = match self.closed_at {
+            Some(t) => t + cfg.linger,
+            None if !self.answered => self.last_seen + cfg.handshake_timeout,
+            None => self.last_seen + cfg.idle_timeout,
+        };
+        self.pinholes
+            .iter()
+            .map(|p| p.expires)
+            .fold(own, Instant::min)
+    }
+
     fn new(client: SocketAddr, control: ControlSession, now: Instant, max_line: usize) -> Self {
         let half = || Half {
             lines: LineAssembler::new(max_line),
@@ -567,7 +664,7 @@ impl Flow {
                     None => {
                         warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
                         self.control.give_up();
-                        shared.stats.refuse("overlong_line");
+                        shared.stats.refusals.add(Reason::OverlongLine);
                     }
                 }
             }
@@ -622,14 +719,15 @@ impl Flow {
             None => {}
             Some(Event::Announce(form, hp)) => {
                 let Some(ep) = self.endpoints(shared.announced) else {
-                    warn!(%client, ?form, "announcement before the NAT mapping is known; nothing opened");
+                    shared.stats.refusals.add(Reason::NatUnknown);
+                    warn!(%client, ?form, reason = %Reason::NatUnknown, "announcement refused; nothing opened");
                     return;
                 };
                 let in_use = &*shared.dnat_in_use;
                 let free = |p: &Pinhole| dnat_key(p).is_none_or(|k| !in_use.contains(&k));
                 match plan(form, &hp, &ep, &shared.cfg.policy, free) {
                     Ok(plan) => {
-                        *shared.stats.announcements.entry(form.key()).or_default() += 1;
+                        shared.stats.announcements.add(form);
                         if let Some(text) = &plan.replacement {
                             let mut new = Vec::with_capacity(line.len() + text.len());
                             new.extend_from_slice(&line[..hp.span.start]);
@@ -643,7 +741,8 @@ impl Flow {
                                 new,
                             };
                             if !this.edits.push(edit) {
-                                warn!(%client, ?form, "rewrite overlaps an earlier one; nothing opened");
+                                shared.stats.refusals.add(Reason::RewriteOverlap);
+                                warn!(%client, ?form, reason = %Reason::RewriteOverlap, "announcement refused; nothing opened");
                                 return;
                             }
                             shared.stats.rewrites += 1;
@@ -653,7 +752,7 @@ impl Flow {
                         self.add_pinhole(now, form, plan.pinhole, shared, decision);
                     }
                     Err(why) => {
-                        shared.stats.refuse(why.key());
+                        shared.stats.refusals.add(why);
                         info!(%client, ?form, reason = %why, "announcement refused; nothing opened")
                     }
                 }
@@ -670,7 +769,7 @@ impl Flow {
                 }
             }
             Some(Event::Ignored(why)) => {
-                shared.stats.refuse(why.key());
+                shared.stats.refusals.add(why);
                 info!(%client, reason = %why, "line ignored; nothing opened")
             }
             Some(Event::TlsStarted) => {
@@ -708,12 +807,12 @@ impl Flow {
 
     fn info(&self, now: Instant) -> SessionInfo {
         let state = match (self.closed_at, self.control.phase()) {
-            (Some(_), _) => "closed",
-            (None, Phase::AwaitGreeting) => "greeting",
-            (None, Phase::Resync) => "resync",
-            (None, Phase::Ready) => "ready",
-            (None, Phase::Tls) => "tls",
-            (None, Phase::NotFtp) => "not-ftp",
+            (Some(_), _) => SessionState::Closed,
+            (None, Phase::AwaitGreeting) => SessionState::Greeting,
+            (None, Phase::Resync) => SessionState::Resync,
+            (None, Phase::Ready) => SessionState::Ready,
+            (None, Phase::Tls) => SessionState::Tls,
+            (None, Phase::NotFtp) => SessionState::NotFtp,
         };
         SessionInfo {
             client: self.client,
@@ -769,12 +868,13 @@ impl Flow {
         }
         shared.stats.pinholes_opened += 1;
         info!(client = %self.client, ?form, %pinhole, "pinhole opened");
+        let lifetime = shared.cfg.pinhole_timeout;
         self.pinholes.push_back(LivePinhole {
             pinhole,
             form,
-            expires: now + shared.cfg.pinhole_timeout,
+            expires: now + lifetime,
         });
-        decision.open.push(pinhole);
+        decision.open.push(Opening { pinhole, lifetime });
     }
 
     fn close_pinholes(&mut self, shared: &mut Shared<'_>) -> Vec<Pinhole> {

@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome, Verdict};
-use ftp_alg::packet::TcpSegment;
-use ftp_alg::pinhole::Pinhole;
+use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::packet::TcpSegment;
+use ftp_alg_proto::pinhole::Pinhole;
 
 /// Which side sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,8 @@ impl Sim {
     ) -> Sim {
         Sim {
             engine: Engine::new(cfg),
+            // The simulator is the core's caller: it owns the clock.
+            #[allow(clippy::disallowed_methods)]
             now: Instant::now(),
             client: client.parse().unwrap(),
             server_public: server_public.parse().unwrap(),
@@ -156,35 +158,25 @@ impl Sim {
     /// Runs one packet through the engine, answering NAT questions like
     /// conntrack would. Returns the packet as forwarded, if it was.
     fn through(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
-        for _ in 0..2 {
-            match self.engine.handle(self.now, &packet) {
-                Outcome::NeedNat { src, dst } => {
-                    assert_eq!(
-                        (src, dst),
-                        (self.client, self.server_public),
-                        "NAT asked for the original tuple"
-                    );
-                    let m = NatMapping {
-                        client_public: self.client_public,
-                        server_real: self.server_real,
-                    };
-                    self.engine.set_nat(src, Some(m));
-                }
-                Outcome::Done(d) => {
-                    self.closed.extend(d.close);
-                    self.opened.extend(d.open);
-                    return match d.verdict {
-                        Verdict::Accept => Some(packet),
-                        Verdict::Replace(p) => Some(p),
-                        Verdict::Drop => {
-                            self.dropped += 1;
-                            None
-                        }
-                    };
-                }
+        let expected = (self.client, self.server_public);
+        let m = NatMapping {
+            client_public: self.client_public,
+            server_real: self.server_real,
+        };
+        let d = self.engine.handle_with(self.now, &packet, |src, dst| {
+            assert_eq!((src, dst), expected, "NAT asked for the original tuple");
+            Some(m)
+        });
+        self.closed.extend(d.close);
+        self.opened.extend(d.open.iter().map(|o| o.pinhole));
+        match d.verdict {
+            Verdict::Accept => Some(packet),
+            Verdict::Replace(p) => Some(p),
+            Verdict::Drop => {
+                self.dropped += 1;
+                None
             }
         }
-        panic!("engine asked for NAT twice");
     }
 
     /// Three-way handshake.

@@ -80,7 +80,7 @@ fn write() -> impl Strategy<Value = Write> {
 }
 
 /// Client behind SNAT, server behind DNAT: both directions are rewritten.
-fn run(writes: &[Write], cut: bool) -> (Vec<u8>, Vec<u8>, Vec<ftp_alg::pinhole::Pinhole>) {
+fn run(writes: &[Write], cut: bool) -> (Vec<u8>, Vec<u8>, Vec<ftp_alg_proto::pinhole::Pinhole>) {
     let mut sim = Sim::new(
         "198.51.100.2:40000",
         "203.0.113.254:40000",

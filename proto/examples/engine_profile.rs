@@ -19,11 +19,14 @@
 //!
 //! `benches/core.rs` builds its packets with [`session_packets`] too.
 
+// A caller of the core, like the daemon: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use etherparse::PacketBuilder;
-use ftp_alg::engine::{Engine, EngineConfig, NatMapping, Outcome, Verdict};
+use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
 
 /// The server every session talks to.
 pub const SERVER: &str = "203.0.113.10:21";
@@ -138,12 +141,9 @@ pub fn client(i: u32) -> SocketAddr {
 /// Hands one packet to the engine, answering a NAT question the way the
 /// queue loop does. Returns the verdict.
 pub fn handle(engine: &mut Engine, now: Instant, packet: &[u8]) -> Verdict {
-    loop {
-        match engine.handle(now, packet) {
-            Outcome::Done(d) => return d.verdict,
-            Outcome::NeedNat { src, .. } => engine.set_nat(src, Some(mapping_of(src))),
-        }
-    }
+    engine
+        .handle_with(now, packet, |src, _| Some(mapping_of(src)))
+        .verdict
 }
 
 fn arg(n: usize, default: usize) -> usize {

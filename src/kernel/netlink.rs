@@ -1,6 +1,6 @@
 //! The NETLINK_NETFILTER socket plumbing shared by the nf_tables pinhole
-//! backend ([`crate::nft`]) and the conntrack lookups
-//! ([`crate::conntrack`]): a socket connected to the kernel with a bounded
+//! backend ([`crate::kernel::nft`]) and the conntrack lookups
+//! ([`crate::kernel::conntrack`]): a socket connected to the kernel with a bounded
 //! receive wait, send and receive that survive the daemon's wake-up
 //! signals, and kernel errors that keep their errno.
 

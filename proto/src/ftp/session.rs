@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use crate::reason::Reason;
+
 use super::parse::{
     parse_227, parse_229, parse_client_line, parse_reply_line, ClientLine, HostPort,
 };
@@ -27,15 +29,8 @@ pub enum Form {
 }
 
 impl Form {
-    /// Short name, for metrics labels.
-    pub fn key(self) -> &'static str {
-        match self {
-            Form::Port => "port",
-            Form::Eprt => "eprt",
-            Form::Pasv227 => "pasv227",
-            Form::Epsv229 => "epsv229",
-        }
-    }
+    /// Every form, in declaration order.
+    pub const ALL: [Form; 4] = [Form::Port, Form::Eprt, Form::Pasv227, Form::Epsv229];
 }
 
 /// What a line means for data connections.
@@ -47,59 +42,11 @@ pub enum Event {
     ActiveRefused,
     /// An announcement that the state does not expect or that does not
     /// parse, or a session found not to be FTP: nothing is opened.
-    Ignored(Ignored),
+    Ignored(Reason),
     /// The session switched to TLS: nothing that follows is parsed.
     TlsStarted,
     /// `REIN` or `QUIT` was accepted: every pinhole of the session closes.
     Reset,
-}
-
-/// Why a line opened nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ignored {
-    /// The client spoke before the server's greeting (not FTP).
-    ClientSpokeFirst,
-    /// The server's first line is not an FTP reply.
-    BadGreeting,
-    /// Picked up mid-stream and not yet synchronised with the replies.
-    NotSynchronised,
-    /// `PORT`/`EPRT` that does not parse (values out of range included).
-    MalformedAnnouncement,
-    /// `227`/`229` that does not parse.
-    MalformedReply,
-    /// `227`/`229` that answers no outstanding `PASV`/`EPSV`.
-    UnsolicitedReply,
-    /// A NUL byte in a control line; the session is no longer parsed.
-    NulByte,
-}
-
-impl Ignored {
-    /// Short name, for metrics labels.
-    pub fn key(self) -> &'static str {
-        match self {
-            Ignored::ClientSpokeFirst => "client_spoke_first",
-            Ignored::BadGreeting => "bad_greeting",
-            Ignored::NotSynchronised => "not_synchronised",
-            Ignored::MalformedAnnouncement => "malformed_announcement",
-            Ignored::MalformedReply => "malformed_reply",
-            Ignored::UnsolicitedReply => "unsolicited_reply",
-            Ignored::NulByte => "nul_byte",
-        }
-    }
-}
-
-impl std::fmt::Display for Ignored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Ignored::ClientSpokeFirst => "client spoke before the server greeting: not FTP",
-            Ignored::BadGreeting => "server greeting is not an FTP reply",
-            Ignored::NotSynchronised => "session not yet synchronised",
-            Ignored::MalformedAnnouncement => "malformed PORT/EPRT",
-            Ignored::MalformedReply => "malformed 227/229 reply",
-            Ignored::UnsolicitedReply => "227/229 reply without a matching PASV/EPSV",
-            Ignored::NulByte => "NUL byte in a control line; session no longer parsed",
-        })
-    }
 }
 
 /// Where the session is in its life.
@@ -199,7 +146,7 @@ impl ControlSession {
                 // client that talks first is something else, such as an
                 // HTTP request aimed at port 21 (NAT Slipstreaming).
                 self.phase = Phase::NotFtp;
-                return Some(Event::Ignored(Ignored::ClientSpokeFirst));
+                return Some(Event::Ignored(Reason::ClientSpokeFirst));
             }
             Phase::Tls | Phase::NotFtp => return None,
             Phase::Resync | Phase::Ready => {}
@@ -210,7 +157,7 @@ impl ControlSession {
             ClientLine::Eprt(hp) => (Outstanding::Active, Some(Event::Announce(Form::Eprt, hp))),
             ClientLine::BadAnnouncement => (
                 Outstanding::Other,
-                Some(Event::Ignored(Ignored::MalformedAnnouncement)),
+                Some(Event::Ignored(Reason::MalformedAnnouncement)),
             ),
             ClientLine::Pasv => (Outstanding::Pasv, None),
             ClientLine::Epsv => (Outstanding::Epsv, None),
@@ -225,7 +172,7 @@ impl ControlSession {
         if self.phase == Phase::Resync {
             // Until a reply synchronises us we cannot pair replies, and an
             // announcement might answer a command we never saw.
-            return event.map(|_| Event::Ignored(Ignored::NotSynchronised));
+            return event.map(|_| Event::Ignored(Reason::NotSynchronised));
         }
         event
     }
@@ -250,7 +197,7 @@ impl ControlSession {
         let Some(reply) = reply else {
             if matches!(self.phase, Phase::AwaitGreeting) {
                 self.phase = Phase::NotFtp;
-                return Some(Event::Ignored(Ignored::BadGreeting));
+                return Some(Event::Ignored(Reason::BadGreeting));
             }
             return None;
         };
@@ -268,7 +215,7 @@ impl ControlSession {
             return None;
         }
         self.phase = Phase::NotFtp;
-        Some(Event::Ignored(Ignored::NulByte))
+        Some(Event::Ignored(Reason::NulByte))
     }
 
     fn final_reply(&mut self, code: u16, line: &[u8]) -> Option<Event> {
@@ -299,13 +246,13 @@ impl ControlSession {
         match (command, code) {
             (Some(Outstanding::Pasv), 227) => Some(match parse_227(line) {
                 Some(hp) => Event::Announce(Form::Pasv227, hp),
-                None => Event::Ignored(Ignored::MalformedReply),
+                None => Event::Ignored(Reason::MalformedReply),
             }),
             (Some(Outstanding::Epsv), 229) => Some(match parse_229(line) {
                 Some(hp) => Event::Announce(Form::Epsv229, hp),
-                None => Event::Ignored(Ignored::MalformedReply),
+                None => Event::Ignored(Reason::MalformedReply),
             }),
-            (_, 227 | 229) => Some(Event::Ignored(Ignored::UnsolicitedReply)),
+            (_, 227 | 229) => Some(Event::Ignored(Reason::UnsolicitedReply)),
             (Some(Outstanding::Active), 400..=599) => Some(Event::ActiveRefused),
             // 220 answers REIN (RFC 959 §5.4), 221 answers QUIT.
             (Some(Outstanding::Reset), 220 | 221) => Some(Event::Reset),

@@ -26,8 +26,8 @@ use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::Socket;
 
-use crate::netlink::{invalid_data, kernel_error, open_socket, recv, send};
-use crate::pinhole::Pinhole;
+use crate::kernel::netlink::{invalid_data, kernel_error, open_socket, recv, send};
+use ftp_alg_proto::pinhole::Pinhole;
 
 /// nfgenmsg.res_id of a batch message names the subsystem the batch is for.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

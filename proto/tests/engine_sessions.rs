@@ -5,7 +5,9 @@ mod support;
 
 use std::net::SocketAddr;
 
-use ftp_alg::pinhole::Pinhole;
+use ftp_alg_proto::ftp::session::Form;
+use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::reason::Reason;
 use support::{Side, Sim};
 
 fn sa(s: &str) -> SocketAddr {
@@ -65,7 +67,7 @@ fn port_behind_snat_lengthens() {
     assert_eq!(sim.closed, sim.opened, "pinholes closed with the session");
     let stats = sim.engine.stats();
     assert_eq!(stats.sessions_opened, 1);
-    assert_eq!(stats.announcements.get("port"), Some(&1));
+    assert_eq!(stats.announcements.get(Form::Port), 1);
     assert_eq!(stats.rewrites, 1);
     assert_eq!((stats.pinholes_opened, stats.pinholes_closed), (1, 1));
 }
@@ -239,9 +241,9 @@ fn unsolicited_227_and_bounce_open_nothing() {
     );
     assert!(sim.opened.is_empty(), "{:?}", sim.opened);
     let refusals = &sim.engine.stats().refusals;
-    assert_eq!(refusals.get("unsolicited_reply"), Some(&1));
-    assert_eq!(refusals.get("third_party_address"), Some(&1));
-    assert_eq!(refusals.get("privileged_port"), Some(&1));
+    assert_eq!(refusals.get(Reason::UnsolicitedReply), 1);
+    assert_eq!(refusals.get(Reason::ThirdPartyAddress), 1);
+    assert_eq!(refusals.get(Reason::PrivilegedPort), 1);
     // Refused lines are forwarded untouched.
     assert_eq!(
         sim.received(Side::Server),
@@ -301,7 +303,7 @@ fn announcement_split_at_every_position_is_rewritten() {
 
 #[test]
 fn unanswered_syns_expire_and_the_table_is_bounded() {
-    use ftp_alg::engine::EngineConfig;
+    use ftp_alg_proto::engine::EngineConfig;
     use std::time::Duration;
     let cfg = EngineConfig {
         max_sessions: 3,

@@ -3,12 +3,15 @@
 //!
 //! `cargo bench --bench core`
 
+// A caller of the core, like the daemon: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ftp_alg::engine::{Engine, EngineConfig};
-use ftp_alg::ftp::parse::{parse_227, parse_client_line};
-use ftp_alg::seq::{Edit, SeqNum, StreamEdits};
+use ftp_alg_proto::engine::{Engine, EngineConfig};
+use ftp_alg_proto::ftp::parse::{parse_227, parse_client_line};
+use ftp_alg_proto::seq::{Edit, SeqNum, StreamEdits};
 
 /// The packets of a control session, shared with the profiling example.
 #[path = "../examples/engine_profile.rs"]

@@ -2,12 +2,12 @@
 //! addresses on both sides of the gateway, decide the text the far side
 //! must see and the pinhole that lets exactly the announced connection in.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::parse::{format_host_port, HostPort};
 use super::session::Form;
 use crate::pinhole::Pinhole;
+use crate::reason::Reason;
 
 /// The control connection as seen on each side of the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,46 +41,6 @@ pub struct Policy {
     pub allow_third_party: bool,
 }
 
-/// Why an announcement opens nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The address is not the announcing peer's own.
-    ThirdPartyAddress,
-    /// The port is below 1024.
-    PrivilegedPort,
-    /// Port 0 cannot be connected to.
-    PortZero,
-    /// The address family differs from the control connection's.
-    FamilyMismatch,
-    /// No free public port for a translated active-mode connection.
-    NoPublicPort,
-}
-
-impl Refusal {
-    /// Short name, for metrics labels.
-    pub fn key(self) -> &'static str {
-        match self {
-            Refusal::ThirdPartyAddress => "third_party_address",
-            Refusal::PrivilegedPort => "privileged_port",
-            Refusal::PortZero => "port_zero",
-            Refusal::FamilyMismatch => "family_mismatch",
-            Refusal::NoPublicPort => "no_public_port",
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::ThirdPartyAddress => "address is not the announcing peer's own",
-            Refusal::PrivilegedPort => "data port below 1024",
-            Refusal::PortZero => "data port 0",
-            Refusal::FamilyMismatch => "address family differs from the control connection's",
-            Refusal::NoPublicPort => "no free public port for the translated connection",
-        })
-    }
-}
-
 /// What to do for one accepted announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -103,16 +63,16 @@ pub fn plan(
     ep: &Endpoints,
     policy: &Policy,
     port_free: impl Fn(&Pinhole) -> bool,
-) -> Result<Plan, Refusal> {
+) -> Result<Plan, Reason> {
     if hp.port == 0 {
-        return Err(Refusal::PortZero);
+        return Err(Reason::PortZero);
     }
     if hp.port < 1024 && !policy.allow_privileged_ports {
-        return Err(Refusal::PrivilegedPort);
+        return Err(Reason::PrivilegedPort);
     }
     if let Some(addr) = hp.addr {
         if addr.is_ipv4() != ep.client.is_ipv4() {
-            return Err(Refusal::FamilyMismatch);
+            return Err(Reason::FamilyMismatch);
         }
     }
     match form {
@@ -129,10 +89,10 @@ fn plan_active(
     ep: &Endpoints,
     policy: &Policy,
     port_free: impl Fn(&Pinhole) -> bool,
-) -> Result<Plan, Refusal> {
+) -> Result<Plan, Reason> {
     let announced = hp.addr.unwrap_or(ep.client.ip());
     if announced != ep.client.ip() && !policy.allow_third_party {
-        return Err(Refusal::ThirdPartyAddress);
+        return Err(Reason::ThirdPartyAddress);
     }
     let server = ep.server_real.ip();
     if ep.client_public.ip() == ep.client.ip() {
@@ -158,7 +118,7 @@ fn plan_active(
             dnat: Some(real),
         })
         .find(|p| port_free(p))
-        .ok_or(Refusal::NoPublicPort)?;
+        .ok_or(Reason::NoPublicPort)?;
     Ok(Plan {
         replacement: Some(format_host_port(
             ep.client_announced,
@@ -183,7 +143,7 @@ fn nth_candidate_port(port: u16, i: u16) -> u16 {
 /// Passive mode: the client connects to the server. Behind destination NAT
 /// the server's private address is replaced by the public one (227 only:
 /// 229 carries no address) and the pinhole carries the DNAT to the server.
-fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, Refusal> {
+fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, Reason> {
     // A server may already announce what a further NAT presents for it
     // (e.g. vsftpd's pasv_address): that is its own address too.
     let own = [
@@ -193,7 +153,7 @@ fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, 
     ];
     if let Some(addr) = hp.addr {
         if !own.contains(&addr) && !policy.allow_third_party {
-            return Err(Refusal::ThirdPartyAddress);
+            return Err(Reason::ThirdPartyAddress);
         }
     }
     let target: IpAddr = hp.addr.unwrap_or(ep.server_real.ip());
@@ -357,17 +317,17 @@ mod tests {
         let hp = port_line(b"PORT 192,0,2,99,195,80\r\n");
         assert_eq!(
             plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true),
-            Err(Refusal::ThirdPartyAddress)
+            Err(Reason::ThirdPartyAddress)
         );
         let hp = port_line(b"PORT 198,51,100,2,0,25\r\n");
         assert_eq!(
             plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true),
-            Err(Refusal::PrivilegedPort)
+            Err(Reason::PrivilegedPort)
         );
         let hp = port_line(b"EPRT |2|2001:db8::1|5000|\r\n");
         assert_eq!(
             plan(Form::Eprt, &hp, &snat(), &Policy::default(), |_| true),
-            Err(Refusal::FamilyMismatch)
+            Err(Reason::FamilyMismatch)
         );
     }
 
@@ -402,7 +362,7 @@ mod tests {
         let hp = parse_227(b"227 (192,0,2,99,39,16)\r\n").unwrap();
         assert_eq!(
             plan(Form::Pasv227, &hp, &snat(), &Policy::default(), |_| true),
-            Err(Refusal::ThirdPartyAddress)
+            Err(Reason::ThirdPartyAddress)
         );
     }
 }

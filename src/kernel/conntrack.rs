@@ -20,7 +20,7 @@ use netlink_packet_netfilter::{
 };
 use netlink_sys::Socket;
 
-use crate::netlink::{invalid_data, kernel_error, open_socket, recv, send};
+use crate::kernel::netlink::{invalid_data, kernel_error, open_socket, recv, send};
 
 /// Receive buffer; one conntrack entry is a few hundred bytes.
 const RECV_BUF_LEN: usize = 16 * 1024;

@@ -1,0 +1,8 @@
+//! Netlink to the kernel: nf_tables pinhole elements ([`nft`]), conntrack
+//! lookups ([`conntrack`]), interface addresses for `[[nat_override]]`
+//! ([`nat_override`]), and the message plumbing they share ([`netlink`]).
+
+pub mod conntrack;
+pub mod nat_override;
+mod netlink;
+pub mod nft;

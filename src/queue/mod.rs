@@ -1,0 +1,13 @@
+//! The NFQUEUE shell: worker threads that feed queued control packets to
+//! the engine and carry out its decisions ([`worker`]), the housekeeper
+//! that runs its timers, telemetry and reloads ([`housekeeping`]), and the
+//! signals that start and stop them ([`signals`]).
+
+mod core;
+pub mod housekeeping;
+pub mod signals;
+pub mod worker;
+
+pub use housekeeping::Housekeeper;
+pub use signals::{block_control_signals, run_until_signalled};
+pub use worker::Worker;

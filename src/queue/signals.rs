@@ -1,0 +1,167 @@
+//! Signals and the threads that serve them: the workers on threads of
+//! their own, the housekeeper on the calling thread. SIGTERM and SIGINT
+//! stop, SIGHUP reloads; SIGUSR1 interrupts a worker's blocking `recv`
+//! (`nfq` offers no pollable descriptor) so that it sees the stop.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use tracing::info;
+
+use super::core::lock;
+use super::housekeeping::{Housekeeper, TICK};
+use super::worker::Worker;
+
+/// How often stopping workers are interrupted until they have all ended
+/// (a worker may enter `recv` just after a wake-up).
+const STOP_NUDGE: Duration = Duration::from_millis(20);
+
+extern "C" fn on_wake(_: libc::c_int) {}
+
+/// The signals the daemon handles itself.
+fn control_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and so in every
+/// thread it starts afterwards. Call it before any thread exists: a thread
+/// that left them unblocked would take SIGTERM with its default action and
+/// kill the process before the rules are removed.
+pub fn block_control_signals() -> io::Result<()> {
+    control_signals().thread_block().map_err(io::Error::from)
+}
+
+/// The worker threads that may be interrupted. A thread is listed only
+/// while it runs a worker loop, so a signal never goes to a thread that is
+/// gone.
+#[derive(Default)]
+struct Wakeable(Mutex<Vec<Pthread>>);
+
+/// Takes the calling thread off [`Wakeable`]'s list when dropped (also
+/// when its worker panics).
+struct Registered<'a>(&'a Wakeable, Pthread);
+
+impl Wakeable {
+    fn register(&self) -> Registered<'_> {
+        let me = pthread_self();
+        lock(&self.0).push(me);
+        Registered(self, me)
+    }
+
+    fn wake_all(&self) {
+        for &thread in lock(&self.0).iter() {
+            // Listed threads are alive: they leave the list (under this
+            // lock) before they end. ESRCH could only mean that they did.
+            let _ = pthread_kill(thread, Signal::SIGUSR1);
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        // pthread_t is an integer on Linux: equality is pthread_equal.
+        lock(&self.0 .0).retain(|&t| t != self.1);
+    }
+}
+
+/// Runs every worker on a thread of its own and the housekeeper on the
+/// calling thread until SIGTERM or SIGINT; SIGHUP calls `reload`. The
+/// housekeeper sleeps until a signal, the engine's next timer or the next
+/// telemetry tick. A worker whose queue socket fails stops them all, and
+/// its error is returned.
+pub fn run_until_signalled(
+    workers: Vec<Worker>,
+    mut housekeeper: Housekeeper,
+    reload: &mut dyn FnMut(&Housekeeper),
+) -> io::Result<()> {
+    block_control_signals()?;
+    let handled = control_signals();
+    // SIGUSR1 only interrupts system calls: no SA_RESTART, empty handler.
+    let wake = signal::SigAction::new(
+        SigHandler::Handler(on_wake),
+        signal::SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler is async-signal-safe (it does nothing).
+    unsafe { signal::sigaction(Signal::SIGUSR1, &wake) }.map_err(io::Error::from)?;
+    if workers.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no queue to serve",
+        ));
+    }
+    let (tx, rx) = mpsc::channel();
+    // Detached on purpose: it waits in sigwait until the process ends.
+    std::thread::spawn(move || {
+        while let Ok(sig) = handled.wait() {
+            if tx.send(sig).is_err() {
+                break;
+            }
+        }
+    });
+    let stop = AtomicBool::new(false);
+    let wakeable = Wakeable::default();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|mut worker| {
+                let (stop, wakeable) = (&stop, &wakeable);
+                scope.spawn(move || {
+                    let _listed = wakeable.register();
+                    let result = worker.run(&|| stop.load(Ordering::SeqCst));
+                    stop.store(true, Ordering::SeqCst);
+                    result
+                })
+            })
+            .collect();
+        housekeeper.publish();
+        let mut next_publish = Instant::now() + TICK;
+        while !stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            let wait = housekeeper
+                .wait(now)
+                .min(next_publish.saturating_duration_since(now))
+                .max(Duration::from_millis(1));
+            match rx.recv_timeout(wait) {
+                Ok(Signal::SIGHUP) => {
+                    info!("SIGHUP: reloading configuration");
+                    reload(&housekeeper);
+                }
+                Ok(sig) => {
+                    info!(signal = ?sig, "stopping");
+                    stop.store(true, Ordering::SeqCst);
+                }
+                Err(_) => {}
+            }
+            let now = Instant::now();
+            let publish = now >= next_publish;
+            if publish {
+                next_publish = now + TICK;
+            }
+            housekeeper.tick(now, publish);
+        }
+        let mut result = Ok(());
+        for handle in handles {
+            while !handle.is_finished() {
+                wakeable.wake_all();
+                std::thread::sleep(STOP_NUDGE);
+            }
+            let ended = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a queue worker panicked")));
+            if result.is_ok() {
+                result = ended;
+            }
+        }
+        result
+    })
+}

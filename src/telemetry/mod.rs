@@ -1,0 +1,10 @@
+//! What the daemon tells about itself: the state the workers publish
+//! ([`shared`]), the Prometheus endpoint ([`metrics`]) and the status
+//! socket ([`status`]).
+
+pub mod labels;
+pub mod metrics;
+pub mod shared;
+pub mod status;
+
+pub use shared::{Histogram, Published, Shared, ShellStats, PROCESSING_BOUNDS_US};

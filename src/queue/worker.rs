@@ -28,6 +28,20 @@ use crate::telemetry;
 /// Packets the kernel may hold for ftp-alg before it drops.
 const QUEUE_MAX_LEN: u32 = 8192;
 
+/// Error answers to verdicts in a row, with no packet in between, after
+/// which the queue socket is taken as broken.
+const MAX_ERRORS_IN_A_ROW: u32 = 1000;
+
+/// True for a `recv` error that says the socket itself cannot be used
+/// (recv(2)); any other error reached `recv` as a netlink error message,
+/// the kernel's answer to one verdict (`nfq` returns those from `recv`).
+fn is_socket_failure(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::ENOTCONN)
+    )
+}
+
 /// The I/O around the shared engine for one queue: the bound queue, a
 /// conntrack socket and the pinhole backend.
 pub struct Worker {
@@ -119,9 +133,11 @@ impl Worker {
     /// interrupts the blocking receive). Returns an error only when the
     /// queue socket itself fails.
     pub(crate) fn run(&mut self, stop: &dyn Fn() -> bool) -> io::Result<()> {
+        let mut errors_in_a_row = 0u32;
         while !stop() {
             match self.next_packet() {
                 Ok(msg) => {
+                    errors_in_a_row = 0;
                     self.process(msg);
                     self.last_packet = Some(Instant::now());
                 }
@@ -130,7 +146,21 @@ impl Worker {
                     lock(&self.core).stats.queue_overruns += 1;
                     warn!(queue = self.queue_num, "queue overrun: the kernel dropped control packets (they will be retransmitted)")
                 }
-                Err(e) => return Err(e),
+                Err(e) if is_socket_failure(&e) => return Err(e),
+                Err(e) => {
+                    // The kernel's error answer to one of our verdicts: the
+                    // packet is gone (ENOENT: its hook was unregistered while
+                    // rules were replaced, as at a restart after kill -9),
+                    // or the verdict was refused. That packet is lost, the
+                    // sender retransmits; the queue itself is fine. Only an
+                    // unbroken run of them means the socket is unusable.
+                    errors_in_a_row += 1;
+                    lock(&self.core).stats.verdict_errors += 1;
+                    if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
+                        return Err(e);
+                    }
+                    debug!(queue = self.queue_num, error = %e, "verdict answered with an error");
+                }
             }
         }
         Ok(())

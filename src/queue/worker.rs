@@ -22,31 +22,21 @@ use tracing::{debug, error, warn};
 use super::core::{lock, Core, SharedCore};
 use super::housekeeping::Housekeeper;
 use crate::kernel::conntrack::Conntrack;
+use crate::kernel::nfqueue::{self, NfQueue, Packet, RecvError};
 use crate::kernel::nft::NftPinholes;
 use crate::telemetry;
 
 /// Packets the kernel may hold for ftp-alg before it drops.
 const QUEUE_MAX_LEN: u32 = 8192;
 
-/// Error answers to verdicts in a row, with no packet in between, after
-/// which the queue socket is taken as broken.
+/// Refused verdicts or malformed messages in a row, with no packet in
+/// between, after which the queue socket is taken as broken.
 const MAX_ERRORS_IN_A_ROW: u32 = 1000;
-
-/// True for a `recv` error that says the socket itself cannot be used
-/// (recv(2)); any other error reached `recv` as a netlink error message,
-/// the kernel's answer to one verdict (`nfq` returns those from `recv`).
-fn is_socket_failure(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::ENOTCONN)
-    )
-}
 
 /// The I/O around the shared engine for one queue: the bound queue, a
 /// conntrack socket and the pinhole backend.
 pub struct Worker {
-    queue: nfq::Queue,
-    queue_num: u16,
+    queue: NfQueue,
     core: SharedCore,
     conntrack: Conntrack,
     pinholes: NftPinholes,
@@ -74,20 +64,10 @@ impl Worker {
     }
 
     fn open(core: SharedCore, queue_num: u16, table: &str) -> io::Result<Self> {
-        let mut queue = nfq::Queue::open()?;
-        queue.bind(queue_num).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot bind NFQUEUE {queue_num} (is another instance running?): {e}"),
-            )
-        })?;
-        // Room for bursts (the kernel's default is 1024 packets), and
-        // report overruns: nfq turns ENOBUFS off, which hides drops.
-        queue.set_queue_max_len(queue_num, QUEUE_MAX_LEN)?;
-        queue.set_recv_enobufs(true)?;
+        // Room for bursts: the kernel's default is 1024 packets.
+        let queue = NfQueue::bind(queue_num, QUEUE_MAX_LEN)?;
         Ok(Worker {
             queue,
-            queue_num,
             core,
             conntrack: Conntrack::open()?,
             pinholes: NftPinholes::open(table)?,
@@ -109,19 +89,23 @@ impl Worker {
 
     /// The next queued packet: first polled without sleeping while within
     /// `busy_poll` of the last one, then with a blocking receive.
-    fn next_packet(&mut self) -> io::Result<nfq::Message> {
+    fn next_packet(&mut self) -> Result<Packet, RecvError> {
         if let Some(last) = self.last_packet.filter(|_| !self.busy_poll.is_zero()) {
-            self.queue.set_nonblocking(true);
+            self.queue
+                .set_nonblocking(true)
+                .map_err(RecvError::Socket)?;
             let polled = loop {
                 if last.elapsed() >= self.busy_poll {
                     break None;
                 }
                 match self.queue.recv() {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(RecvError::WouldBlock) => std::hint::spin_loop(),
                     other => break Some(other),
                 }
             };
-            self.queue.set_nonblocking(false);
+            self.queue
+                .set_nonblocking(false)
+                .map_err(RecvError::Socket)?;
             if let Some(result) = polled {
                 return result;
             }
@@ -136,39 +120,37 @@ impl Worker {
         let mut errors_in_a_row = 0u32;
         while !stop() {
             match self.next_packet() {
-                Ok(msg) => {
+                Ok(packet) => {
                     errors_in_a_row = 0;
-                    self.process(msg);
+                    self.process(packet);
                     self.last_packet = Some(Instant::now());
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                Err(RecvError::Interrupted | RecvError::WouldBlock) => {}
+                Err(RecvError::Overrun) => {
                     lock(&self.core).stats.queue_overruns += 1;
-                    warn!(queue = self.queue_num, "queue overrun: the kernel dropped control packets (they will be retransmitted)")
+                    warn!(queue = self.queue.queue(), "queue overrun: the kernel dropped control packets (they will be retransmitted)")
                 }
-                Err(e) if is_socket_failure(&e) => return Err(e),
-                Err(e) => {
-                    // The kernel's error answer to one of our verdicts: the
-                    // packet is gone (ENOENT: its hook was unregistered while
-                    // rules were replaced, as at a restart after kill -9),
-                    // or the verdict was refused. That packet is lost, the
-                    // sender retransmits; the queue itself is fine. Only an
-                    // unbroken run of them means the socket is unusable.
+                Err(RecvError::Socket(e)) => return Err(e),
+                Err(e @ (RecvError::VerdictRefused(_) | RecvError::Malformed(_))) => {
+                    // One packet is lost (e.g. ENOENT: the kernel dropped it
+                    // when its hook was unregistered, as a firewall reload
+                    // does) and its sender retransmits; the queue itself is
+                    // fine. Only an unbroken run means the socket is unusable.
                     errors_in_a_row += 1;
                     lock(&self.core).stats.verdict_errors += 1;
                     if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
-                        return Err(e);
+                        return Err(e.into());
                     }
-                    debug!(queue = self.queue_num, error = %e, "verdict answered with an error");
+                    debug!(queue = self.queue.queue(), error = %e, "queue message lost");
                 }
             }
         }
         Ok(())
     }
 
-    fn process(&mut self, mut msg: nfq::Message) {
+    fn process(&mut self, packet: Packet) {
         let now = Instant::now();
-        let decision = self.decide(now, msg.get_payload());
+        let decision = self.decide(now, &packet.payload);
         for p in &decision.close {
             if let Err(e) = self.pinholes.remove(p) {
                 lock(&self.core).stats.pinhole_errors += 1;
@@ -184,18 +166,15 @@ impl Worker {
             }
         }
         let modified = matches!(decision.verdict, Verdict::Replace(_));
-        match decision.verdict {
-            Verdict::Accept => msg.set_verdict(nfq::Verdict::Accept),
-            Verdict::Replace(bytes) => {
-                msg.set_payload(bytes);
-                msg.set_verdict(nfq::Verdict::Accept);
-            }
-            Verdict::Drop => msg.set_verdict(nfq::Verdict::Drop),
-        }
+        let (verdict, payload) = match &decision.verdict {
+            Verdict::Accept => (nfqueue::Verdict::Accept, None),
+            Verdict::Replace(bytes) => (nfqueue::Verdict::Accept, Some(&bytes[..])),
+            Verdict::Drop => (nfqueue::Verdict::Drop, None),
+        };
         // A failed verdict loses this one packet (the kernel drops it after
         // its queue timeout and the sender retransmits); a broken socket
         // shows up in the next recv, which ends the loop.
-        let verdict = self.queue.verdict(msg);
+        let verdict = self.queue.verdict(packet.id, verdict, payload, None);
         if let Err(e) = &verdict {
             error!(error = %e, "verdict not accepted by the kernel");
         }

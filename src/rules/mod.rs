@@ -19,7 +19,7 @@
 //!    override a drop in theirs.
 //!
 //! Removal restores the ruleset exactly: `nft list ruleset` after
-//! [`Installed::remove`] is the text it was before [`install`]. That includes
+//! [`Installed::remove`] is the text it was before [`install()`]. That includes
 //! the tables and chains iptables-nft creates implicitly when a rule is
 //! inserted into a table or builtin chain that did not exist yet.
 //!

@@ -11,7 +11,7 @@ use super::nft_text::table_objects;
 use super::tools::{run, strs, RulesetError};
 use crate::config::TABLE_NAME;
 
-/// Something [`install`](super::install) put in place that the live
+/// Something [`install`](super::install()) put in place that the live
 /// ruleset no longer has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -44,7 +44,7 @@ pub fn describe(cfg: &Config) -> String {
          #     of the TCP sequence numbers consistent after a rewrite changes a length.\n\
          #     --queue-bypass lets the packets pass while ftp-alg is not running.\n",
     );
-    for fam in [Family::V4, Family::V6] {
+    for fam in Family::BOTH {
         for r in queue_rules(cfg, fam) {
             s.push_str(&shell_line(fam.iptables_name(), &r.insert_args()));
         }
@@ -54,7 +54,7 @@ pub fn describe(cfg: &Config) -> String {
          # 1.3 Accept the pinholed data connections: first in filter FORWARD, before any\n\
          #     drop (ftp-alg marks exactly one NEW connection per pinhole).\n",
     );
-    for fam in [Family::V4, Family::V6] {
+    for fam in Family::BOTH {
         s.push_str(&shell_line(
             fam.iptables_name(),
             &accept_rule(cfg, fam).insert_args(),

@@ -16,7 +16,7 @@ use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
 /// table left with nothing in it, since iptables-nft created them implicitly.
 /// Where iptables cannot list a table (it holds rules iptables cannot parse),
 /// the rules `cfg` would produce are deleted by their spec instead.
-/// Returns whether anything was found. [`install`](super::install) calls
+/// Returns whether anything was found. [`install`](super::install()) calls
 /// this itself.
 pub fn remove_stale(cfg: &Config) -> Result<bool, RulesetError> {
     remove_stale_with(cfg, &Tools::discover())

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use ftp_alg::config::Config;
-use ftp_alg::rules::{self, QueueBackend};
+use ftp_alg::rules::{self, Missing, QueueBackend};
 
 /// Enters a fresh network namespace in the current thread (children spawned
 /// from this thread inherit it); leaves and deletes it on drop, also when the
@@ -264,6 +264,80 @@ fn install_remove_with_admin_firewall() {
     assert_eq!(ruleset_text(), before);
 }
 
+fn sorted(mut v: Vec<Missing>) -> Vec<Missing> {
+    v.sort_by_key(ToString::to_string);
+    v
+}
+
+/// What a firewall reload takes away is reported piece by piece, and
+/// removal still leaves the ruleset as it was.
+#[test]
+fn missing_reports_what_a_reload_took_away() {
+    let _ns = Netns::enter("missing");
+    admin_firewall();
+    let before = ruleset_text();
+    let inst = rules::install(&Config::default()).expect("install");
+    assert_eq!(inst.missing().expect("missing"), [], "fresh install");
+    // Someone deletes ftp-alg's IPv4 accept rule (first in FORWARD), and
+    // empties and deletes its pinhole chain. (An `iptables-restore` of the
+    // filter table would do the first too, but also recreate the table with
+    // every builtin chain, so that the ruleset could not be compared after.)
+    run_ok("iptables-nft", &["-t", "filter", "-D", "FORWARD", "1"]);
+    run_ok("nft", &["flush", "chain", "inet", "ftp_alg", "pinholes"]);
+    run_ok("nft", &["delete", "chain", "inet", "ftp_alg", "pinholes"]);
+    let accept = Missing::AcceptRule {
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "FORWARD".into(),
+    };
+    let mut rules_gone = vec![accept];
+    if inst.backend() == QueueBackend::Xtables {
+        run_ok(
+            "ip6tables-nft",
+            &[
+                "-t",
+                "mangle",
+                "-D",
+                "FORWARD",
+                "-p",
+                "tcp",
+                "--sport",
+                "21",
+                "-m",
+                "comment",
+                "--comment",
+                "ftp-alg",
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                "21",
+                "--queue-bypass",
+            ],
+        );
+        rules_gone.push(Missing::QueueRule {
+            family: "ip6",
+            table: "mangle",
+            chain: "FORWARD",
+        });
+    }
+    let chain_gone = Missing::TableObject {
+        kind: "chain",
+        name: "pinholes",
+    };
+    assert_eq!(
+        sorted(inst.missing().expect("missing")),
+        sorted([&[chain_gone][..], &rules_gone].concat())
+    );
+    run_ok("nft", &["delete", "table", "inet", "ftp_alg"]);
+    assert_eq!(
+        sorted(inst.missing().expect("missing")),
+        sorted([&[Missing::Table][..], &rules_gone].concat())
+    );
+    // Removing what is gone fails, but removes the rest.
+    assert!(inst.remove().is_err());
+    assert_eq!(ruleset_text(), before);
+}
+
 #[test]
 fn install_remove_on_empty_ruleset() {
     let _ns = Netns::enter("empty");
@@ -457,7 +531,25 @@ fn accept_rule_in_an_admins_native_chain() {
     std::mem::forget(first);
     let second = rules::install(&cfg).expect("install over a stale rule");
     assert_eq!(ftp_alg_rules_in_native_forward().len(), 1);
+    assert_eq!(second.missing().expect("missing"), []);
     second.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+
+    // The admin reloads their firewall: the accept rule is gone, the rest
+    // of ftp-alg's installation is not.
+    let inst = rules::install(&cfg).expect("install");
+    let (ok, err) = nft_stdin(&[], &format!("flush table inet filter\n{NATIVE_FIREWALL}"));
+    assert!(ok, "{err}");
+    assert!(ftp_alg_rules_in_native_forward().is_empty());
+    assert_eq!(
+        inst.missing().expect("missing"),
+        [Missing::AcceptRule {
+            family: "inet".into(),
+            table: "filter".into(),
+            chain: "forward".into(),
+        }]
+    );
+    assert!(inst.remove().is_err(), "its rule handle is gone");
     assert_eq!(ruleset_text(), before);
 
     // A chain that does not exist is an error that installs nothing.

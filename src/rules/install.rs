@@ -1,0 +1,283 @@
+//! The all-or-nothing installer and [`Installed`], the record of what it put
+//! in place, whose removal restores the ruleset exactly.
+
+use super::backend::{detect_queue_backend, QueueBackend};
+use super::implicit::{restore_table, snapshot, TableSnapshot};
+use super::listing::{commented_handles, exists};
+use super::nft_text::{nft_accept_rule, table_text};
+use super::stale::remove_stale_with;
+use super::tools::{run, strs, RulesetError, Tools};
+use super::xtables::{accept_rule, queue_rules, Family, XtRule};
+use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
+
+/// Installs everything; returns a record of what to undo.
+///
+/// Order: stale leftovers of a killed instance are removed first (logged as
+/// warnings), then ftp-alg's table, the accept rules, and the queue rules last
+/// (so no packet is queued before the rest is in place). All-or-nothing: if a
+/// step fails, the steps before it are undone and the first error returned.
+///
+/// Does not look at `cfg.install_rules`; the caller decides whether to call it.
+pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
+    validate(cfg)?;
+    let backend = detect_queue_backend();
+    let tools = Tools::discover();
+    if backend == QueueBackend::Xtables && !tools.complete() {
+        return Err(RulesetError::other(
+            "iptables-nft",
+            "the kernel has no native nftables queue and iptables-nft/ip6tables-nft \
+             were not found (iptables must be the nf_tables variant)",
+        ));
+    }
+    remove_stale_with(cfg, &tools)?;
+
+    let mut inst = Installed {
+        backend,
+        tools,
+        before: snapshot()?,
+        table: false,
+        rules: Vec::new(),
+        nft_accept: None,
+        done: false,
+    };
+    tracing::info!(?backend, "installing ftp-alg rules");
+    match inst.install_steps(cfg) {
+        Ok(()) => Ok(inst),
+        Err(e) => {
+            tracing::error!("installing ftp-alg rules failed, undoing: {e}");
+            if let Err(undo) = inst.undo() {
+                tracing::error!("undoing a failed install also failed: {undo}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What [`install`] put in place, so that exactly that can be taken out again.
+///
+/// Dropping it without calling [`Installed::remove`] removes the rules too
+/// (errors are only logged); `std::mem::forget` leaves them in place, as a
+/// killed daemon would.
+#[derive(Debug)]
+pub struct Installed {
+    /// How the queue rules were installed.
+    pub(super) backend: QueueBackend,
+    /// The iptables-nft binaries found at install time.
+    pub(super) tools: Tools,
+    /// The iptables-nft `raw`/`mangle` tables before install, to delete the
+    /// ones (and the builtin chains) that iptables-nft created implicitly.
+    before: Vec<TableSnapshot>,
+    /// Whether our table was loaded.
+    pub(super) table: bool,
+    /// The iptables rules inserted, in insertion order.
+    pub(super) rules: Vec<(Family, XtRule)>,
+    /// The accept rule inserted into the admin's nftables chain
+    /// (`accept_rule = "nft ..."`), with its handle.
+    pub(super) nft_accept: Option<(NftChain, u64)>,
+    /// Set once removed, so that `Drop` does not remove twice.
+    done: bool,
+}
+
+impl Installed {
+    /// Removes everything [`install`] added and whatever iptables-nft created
+    /// implicitly, leaving `nft list ruleset` as it was before. Keeps going
+    /// after a failure and returns the first error.
+    pub fn remove(mut self) -> Result<(), RulesetError> {
+        tracing::info!("removing ftp-alg rules");
+        self.undo()
+    }
+
+    /// How the queue rules were installed.
+    pub fn backend(&self) -> QueueBackend {
+        self.backend
+    }
+
+    fn install_steps(&mut self, cfg: &Config) -> Result<(), RulesetError> {
+        run("nft", &["-f", "-"], Some(&table_text(cfg, self.backend)))?;
+        self.table = true;
+
+        match &cfg.accept_rule {
+            AcceptRule::Iptables => self.insert_iptables_accept(cfg)?,
+            AcceptRule::None => tracing::info!(
+                "accept_rule = \"none\": your forward chain must accept new connections \
+                 marked {m:#010x} (`ct state new ct mark & {m:#010x} == {m:#010x} accept`)",
+                m = cfg.ct_mark
+            ),
+            AcceptRule::Nft(at) => {
+                let handle = insert_nft_accept(cfg, at)?;
+                self.nft_accept = Some((at.clone(), handle));
+            }
+        }
+
+        if self.backend == QueueBackend::Xtables {
+            for fam in Family::BOTH {
+                for r in queue_rules(cfg, fam) {
+                    self.insert(fam, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `accept_rule = "iptables"`: first in filter FORWARD of each family
+    /// whose chain exists.
+    fn insert_iptables_accept(&mut self, cfg: &Config) -> Result<(), RulesetError> {
+        let mut accepted = false;
+        for fam in Family::BOTH {
+            // Never create the admin's filter table: no FORWARD chain there
+            // means iptables-nft is not what filters forwarded traffic.
+            if !exists(&["chain", fam.nft_family(), "filter", "FORWARD"]) {
+                continue;
+            }
+            if self.tools.get(fam).is_err() {
+                // A hand-written nft table may use these names too; without
+                // iptables-nft we cannot manage a rule there. Say so instead
+                // of refusing to start.
+                tracing::warn!(
+                    "{} filter FORWARD exists but {}-nft was not found; add the accept \
+                     rule yourself (see `ftp-alg rules`)",
+                    fam.nft_family(),
+                    fam.iptables_name()
+                );
+                continue;
+            }
+            self.insert(fam, accept_rule(cfg, fam))?;
+            accepted = true;
+        }
+        if !accepted {
+            tracing::info!(
+                "no iptables-nft filter FORWARD chain; if your firewall drops forwarded \
+                 traffic, add to its forward chain: ct state new ct mark & {m:#010x} == {m:#010x} accept",
+                m = cfg.ct_mark
+            );
+        }
+
+        Ok(())
+    }
+
+    fn insert(&mut self, fam: Family, rule: XtRule) -> Result<(), RulesetError> {
+        let bin = self.tools.get(fam)?;
+        run(bin, &strs(&rule.insert_args()), None)?;
+        self.rules.push((fam, rule));
+        Ok(())
+    }
+
+    /// Undoes in reverse order of installation: queue rules, accept rules,
+    /// table, then the tables/chains iptables-nft created.
+    fn undo(&mut self) -> Result<(), RulesetError> {
+        self.done = true;
+        let mut first: Option<RulesetError> = None;
+        let mut note = |r: Result<(), RulesetError>| {
+            if let Err(e) = r {
+                tracing::error!("{e}");
+                first.get_or_insert(e);
+            }
+        };
+        while let Some((fam, rule)) = self.rules.pop() {
+            note(
+                self.tools
+                    .get(fam)
+                    .and_then(|bin| run(bin, &strs(&rule.delete_args()), None).map(drop)),
+            );
+        }
+        if let Some((at, handle)) = self.nft_accept.take() {
+            note(delete_nft_rule(&at, handle));
+        }
+        if self.table {
+            self.table = false;
+            note(run("nft", &["delete", "table", "inet", TABLE_NAME], None).map(drop));
+        }
+        for snap in &self.before {
+            note(restore_table(snap));
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::warn!("ftp-alg rules dropped without remove(); removing them now");
+            // Errors are logged by undo(); nothing else can be done in drop.
+            let _ = self.undo();
+        }
+    }
+}
+
+/// Inserts the accept rule first in `at` and returns its handle (to delete
+/// exactly that rule at exit). The chain must exist: ftp-alg never creates
+/// the admin's filter chain.
+///
+/// The handle is the one rule commented `ftp-alg` that was not in the chain
+/// before (stale copies are gone by now, so normally the only one): nft
+/// 1.0.6 echoes no handle in JSON for a rule given as text, and the rule is
+/// given as text so that what is installed is what `ftp-alg rules` prints.
+fn insert_nft_accept(cfg: &Config, at: &NftChain) -> Result<u64, RulesetError> {
+    let place = format!("{} {} {}", at.family, at.table, at.chain);
+    let no_chain = || {
+        RulesetError::other(
+            &format!("nft list chain {place}"),
+            "no such chain (ftp-alg never creates the admin's chain)",
+        )
+    };
+    let before = commented_handles(at, RULE_COMMENT)?.ok_or_else(no_chain)?;
+    let text = format!("insert rule {place} {}\n", nft_accept_rule(cfg));
+    run("nft", &["-f", "-"], Some(&text))?;
+    let after = commented_handles(at, RULE_COMMENT)?.ok_or_else(no_chain)?;
+    let new: Vec<u64> = after.into_iter().filter(|h| !before.contains(h)).collect();
+    match new.as_slice() {
+        [handle] => Ok(*handle),
+        _ => {
+            // Someone else added one at the same moment: take out what
+            // cannot be told apart rather than leave an unrecorded rule.
+            for h in &new {
+                let _ = delete_nft_rule(at, *h);
+            }
+            Err(RulesetError::other(
+                &format!("nft insert rule {place}"),
+                format!("expected one new rule commented {RULE_COMMENT}, found {new:?}"),
+            ))
+        }
+    }
+}
+
+/// `nft delete rule FAMILY TABLE CHAIN handle HANDLE`.
+pub(super) fn delete_nft_rule(at: &NftChain, handle: u64) -> Result<(), RulesetError> {
+    let handle = handle.to_string();
+    let args = [
+        "delete", "rule", &at.family, &at.table, &at.chain, "handle", &handle,
+    ];
+    run("nft", &args, None).map(drop)
+}
+
+/// Rejects configurations that would produce a broken ruleset.
+pub(super) fn validate(cfg: &Config) -> Result<(), RulesetError> {
+    cfg.validate()
+        .map_err(|e| RulesetError::other("config", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert!(validate(&Config::default()).is_ok());
+        let ports = |p: &[u16]| Config {
+            control_ports: p.to_vec(),
+            ..Config::default()
+        };
+        assert!(validate(&ports(&[])).is_err());
+        assert!(validate(&ports(&[0])).is_err());
+        let c = Config {
+            ct_mark: 0,
+            ..Config::default()
+        };
+        let e = validate(&c).unwrap_err();
+        assert!(e.to_string().contains("ct_mark"), "{e}");
+        assert_eq!(e.command(), "config");
+    }
+}

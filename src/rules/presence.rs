@@ -1,0 +1,166 @@
+//! Whether what [`Installed`] put in place is still in the live ruleset: a
+//! firewall reload (`iptables-restore`, `nft -f` with `flush ruleset`) can
+//! take ftp-alg's rules out from under it. Reports only; repairing is the
+//! caller's decision.
+
+use std::fmt;
+
+use super::install::Installed;
+use super::listing::Listing;
+use super::nft_text::table_objects;
+use super::tools::{run, strs, RulesetError};
+use crate::config::TABLE_NAME;
+
+/// Something [`install`](super::install()) put in place that the live
+/// ruleset no longer has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// The table `inet ftp_alg` is gone (and with it everything in it).
+    Table,
+    /// The table is there but one of its sets, maps or chains is not.
+    TableObject {
+        /// `set`, `map` or `chain`.
+        kind: &'static str,
+        /// Its name, e.g. `pin4`.
+        name: &'static str,
+    },
+    /// An xtables NFQUEUE rule: control packets of that family and
+    /// direction are not queued (they pass unhelped, or are dropped without
+    /// `queue_bypass`).
+    QueueRule {
+        /// `ip` or `ip6`.
+        family: &'static str,
+        /// `raw` or `mangle`.
+        table: &'static str,
+        /// `PREROUTING` or `FORWARD`.
+        chain: &'static str,
+    },
+    /// The accept rule for pinholed connections: they meet the admin's drop.
+    AcceptRule {
+        /// `ip`, `ip6` or `inet`.
+        family: String,
+        /// The admin's table.
+        table: String,
+        /// The admin's chain.
+        chain: String,
+    },
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missing::Table => write!(f, "table inet {TABLE_NAME}"),
+            Missing::TableObject { kind, name } => {
+                write!(f, "{kind} {name} of table inet {TABLE_NAME}")
+            }
+            Missing::QueueRule {
+                family,
+                table,
+                chain,
+            } => write!(f, "queue rule in {family} {table} {chain}"),
+            Missing::AcceptRule {
+                family,
+                table,
+                chain,
+            } => write!(f, "accept rule in {family} {table} {chain}"),
+        }
+    }
+}
+
+impl Installed {
+    /// Reads the live ruleset and lists what of this installation is no
+    /// longer there (empty: all present). One `nft -j list ruleset`, plus
+    /// one `iptables -C` per xtables rule, since iptables-nft keeps its
+    /// rules' comments where nft cannot show them.
+    ///
+    /// An error means the question could not be answered (a tool could not
+    /// be run, nft's output did not parse), not that something is missing.
+    pub fn missing(&self) -> Result<Vec<Missing>, RulesetError> {
+        let live = Listing::read(&["list", "ruleset"])?;
+        let mut out = Vec::new();
+        if self.table {
+            if !live.has_table("inet", TABLE_NAME) {
+                out.push(Missing::Table);
+            } else {
+                for (kind, name) in table_objects(self.backend) {
+                    if !live.has_object("inet", TABLE_NAME, kind, name) {
+                        out.push(Missing::TableObject { kind, name });
+                    }
+                }
+            }
+        }
+        for (fam, rule) in &self.rules {
+            let bin = self.tools.get(*fam)?;
+            match run(bin, &strs(&rule.check_args()), None) {
+                Ok(_) => {}
+                // Exit status 1: no such rule (or chain, or table).
+                Err(e) if e.status().is_some() => {
+                    let (family, table, chain) = (fam.nft_family(), rule.table, rule.chain);
+                    out.push(if table == "filter" {
+                        Missing::AcceptRule {
+                            family: family.into(),
+                            table: table.into(),
+                            chain: chain.into(),
+                        }
+                    } else {
+                        Missing::QueueRule {
+                            family,
+                            table,
+                            chain,
+                        }
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some((at, handle)) = &self.nft_accept {
+            if !live.has_rule(&at.family, &at.table, &at.chain, *handle) {
+                out.push(Missing::AcceptRule {
+                    family: at.family.clone(),
+                    table: at.table.clone(),
+                    chain: at.chain.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_pieces_say_where() {
+        let texts: Vec<String> = [
+            Missing::Table,
+            Missing::TableObject {
+                kind: "set",
+                name: "pin4",
+            },
+            Missing::QueueRule {
+                family: "ip6",
+                table: "mangle",
+                chain: "FORWARD",
+            },
+            Missing::AcceptRule {
+                family: "inet".into(),
+                table: "filter".into(),
+                chain: "forward".into(),
+            },
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            texts,
+            [
+                "table inet ftp_alg",
+                "set pin4 of table inet ftp_alg",
+                "queue rule in ip6 mangle FORWARD",
+                "accept rule in inet filter forward",
+            ]
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! The xtables rule specs ftp-alg gives iptables-nft / ip6tables-nft: the
+//! NFQUEUE rules (for kernels without nftables' native `queue`) and the
+//! accept rule for the admin's `filter FORWARD` chain. Pure: argument lists
+//! only, run elsewhere.
+
+use super::ports::{dedup_ports, queue_range};
+use crate::config::{Config, RULE_COMMENT};
+
+/// The xtables `multiport` match takes at most 15 ports per rule.
+const MULTIPORT_MAX: usize = 15;
+
+/// Address family of an iptables-nft command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// Both families, in the order rules are installed.
+    pub(super) const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The nftables family iptables-nft writes this family's tables to.
+    pub(super) fn nft_family(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    /// Name used in printed commands (the admin's `iptables` is the nft one
+    /// on the gateways variant 1 is for).
+    pub(super) fn iptables_name(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+}
+
+/// One iptables rule: where it goes and its match/target spec. The same spec
+/// is used for `-I`, `-C` and `-D`, so removal deletes exactly this rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct XtRule {
+    /// `raw`, `mangle` or `filter`.
+    pub(super) table: &'static str,
+    /// A builtin chain of `table`.
+    pub(super) chain: &'static str,
+    /// `Some(1)` for "must come first" (`-I CHAIN 1`); `None` inserts at the
+    /// head too, without a number.
+    position: Option<u32>,
+    spec: Vec<String>,
+}
+
+impl XtRule {
+    /// `-t TABLE -I CHAIN [N] SPEC...`.
+    pub(super) fn insert_args(&self) -> Vec<String> {
+        let mut a = self.head("-I");
+        if let Some(n) = self.position {
+            a.push(n.to_string());
+        }
+        a.extend(self.spec.iter().cloned());
+        a
+    }
+
+    /// `-t TABLE -D CHAIN SPEC...`: deletes the first rule with this spec.
+    pub(super) fn delete_args(&self) -> Vec<String> {
+        let mut a = self.head("-D");
+        a.extend(self.spec.iter().cloned());
+        a
+    }
+
+    /// `-t TABLE -C CHAIN SPEC...`: succeeds when a rule with this spec is
+    /// in the chain.
+    pub(super) fn check_args(&self) -> Vec<String> {
+        let mut a = self.head("-C");
+        a.extend(self.spec.iter().cloned());
+        a
+    }
+
+    fn head(&self, op: &str) -> Vec<String> {
+        vec![
+            "-t".to_string(),
+            self.table.to_string(),
+            op.to_string(),
+            self.chain.to_string(),
+        ]
+    }
+}
+
+/// The xtables queue rules for one family (see the module doc of
+/// `rules` for why these hooks). Several ports use `multiport`, 15 ports
+/// per rule at most.
+pub(super) fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
+    let ports = dedup_ports(&cfg.control_ports);
+    let mut out = Vec::new();
+    for (table, chain, dir) in [("raw", "PREROUTING", "d"), ("mangle", "FORWARD", "s")] {
+        for chunk in ports.chunks(MULTIPORT_MAX) {
+            let mut spec = vec!["-p".to_string(), "tcp".to_string()];
+            if let [one] = chunk {
+                spec.push(format!("--{dir}port"));
+                spec.push(one.to_string());
+            } else {
+                let list: Vec<String> = chunk.iter().map(u16::to_string).collect();
+                spec.extend(["-m".to_string(), "multiport".to_string()]);
+                spec.push(format!("--{dir}ports"));
+                spec.push(list.join(","));
+            }
+            spec.extend(comment_spec());
+            spec.extend(["-j", "NFQUEUE"].map(String::from));
+            // Several queues: the kernel picks one per flow by a hash of
+            // its addresses (each direction always hashes alike, so its
+            // packets stay in order; the workers share the engine).
+            if cfg.queues > 1 {
+                spec.push("--queue-balance".to_string());
+                spec.push(queue_range(cfg).replace('-', ":"));
+            } else {
+                spec.push("--queue-num".to_string());
+                spec.push(cfg.queue_num.to_string());
+            }
+            if cfg.queue_bypass {
+                // Let control traffic pass (unhelped) while ftp-alg is down.
+                spec.push("--queue-bypass".to_string());
+            }
+            out.push(XtRule {
+                table,
+                chain,
+                position: None,
+                spec,
+            });
+        }
+    }
+    out
+}
+
+/// The accept rule for the admin's filter FORWARD chain.
+pub(super) fn accept_rule(cfg: &Config, _fam: Family) -> XtRule {
+    let m = format!("{:#x}/{:#x}", cfg.ct_mark, cfg.ct_mark);
+    let mut spec: Vec<String> = [
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-m",
+        "connmark",
+        "--mark",
+    ]
+    .map(String::from)
+    .to_vec();
+    spec.push(m);
+    spec.extend(comment_spec());
+    spec.extend(["-j", "ACCEPT"].map(String::from));
+    XtRule {
+        table: "filter",
+        chain: "FORWARD",
+        position: Some(1),
+        spec,
+    }
+}
+
+/// Every rule of ftp-alg's carries this comment, so that a stale copy is
+/// found again after a crash.
+fn comment_spec() -> [String; 4] {
+    ["-m", "comment", "--comment", RULE_COMMENT].map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(ports: &[u16]) -> Config {
+        Config {
+            control_ports: ports.to_vec(),
+            queue_num: 7,
+            ct_mark: 0x0000_0040,
+            ..Config::default()
+        }
+    }
+
+    fn lines(rules: &[XtRule], args: fn(&XtRule) -> Vec<String>) -> Vec<String> {
+        rules.iter().map(|r| args(r).join(" ")).collect()
+    }
+
+    #[test]
+    fn one_port_one_queue() {
+        let r = queue_rules(&Config::default(), Family::V4);
+        assert_eq!(
+            lines(&r, XtRule::insert_args),
+            [
+                "-t raw -I PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+                "-t mangle -I FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+            ]
+        );
+        assert_eq!(
+            lines(&r, XtRule::delete_args),
+            [
+                "-t raw -D PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+                "-t mangle -D FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+            ]
+        );
+        assert_eq!(
+            lines(&r, XtRule::check_args),
+            [
+                "-t raw -C PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+                "-t mangle -C FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
+                 -j NFQUEUE --queue-num 21 --queue-bypass",
+            ]
+        );
+    }
+
+    #[test]
+    fn several_ports_several_queues_no_bypass() {
+        let mut c = cfg(&[21, 2121, 21]);
+        c.queues = 4;
+        c.queue_bypass = false;
+        let r = queue_rules(&c, Family::V6);
+        assert_eq!(
+            lines(&r, XtRule::insert_args),
+            [
+                "-t raw -I PREROUTING -p tcp -m multiport --dports 21,2121 \
+                 -m comment --comment ftp-alg -j NFQUEUE --queue-balance 7:10",
+                "-t mangle -I FORWARD -p tcp -m multiport --sports 21,2121 \
+                 -m comment --comment ftp-alg -j NFQUEUE --queue-balance 7:10",
+            ]
+        );
+    }
+
+    #[test]
+    fn multiport_takes_15_ports_per_rule() {
+        let many: Vec<u16> = (1..=20).collect();
+        let r = queue_rules(&cfg(&many), Family::V4);
+        let tail = "-m comment --comment ftp-alg -j NFQUEUE --queue-num 7 --queue-bypass";
+        assert_eq!(
+            lines(&r, XtRule::insert_args),
+            [
+                format!("-t raw -I PREROUTING -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 {tail}"),
+                format!("-t raw -I PREROUTING -p tcp -m multiport --dports 16,17,18,19,20 {tail}"),
+                format!("-t mangle -I FORWARD -p tcp -m multiport --sports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 {tail}"),
+                format!("-t mangle -I FORWARD -p tcp -m multiport --sports 16,17,18,19,20 {tail}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_rule_uses_the_mark_and_comes_first() {
+        let a = accept_rule(&Config::default(), Family::V4);
+        assert_eq!(
+            a.insert_args().join(" "),
+            "-t filter -I FORWARD 1 -m conntrack --ctstate NEW -m connmark \
+             --mark 0x1000000/0x1000000 -m comment --comment ftp-alg -j ACCEPT"
+        );
+        let a = accept_rule(&cfg(&[21]), Family::V6);
+        assert_eq!(
+            a.delete_args().join(" "),
+            "-t filter -D FORWARD -m conntrack --ctstate NEW -m connmark \
+             --mark 0x40/0x40 -m comment --comment ftp-alg -j ACCEPT"
+        );
+        assert_eq!(
+            a.check_args().join(" "),
+            "-t filter -C FORWARD -m conntrack --ctstate NEW -m connmark \
+             --mark 0x40/0x40 -m comment --comment ftp-alg -j ACCEPT"
+        );
+    }
+}

@@ -283,19 +283,7 @@ impl Sim {
     ) {
         let start = self.stream(side).written.len();
         self.stream(side).written.extend_from_slice(data);
-        let mut bounds: Vec<usize> = cuts
-            .iter()
-            .copied()
-            .filter(|&c| c > 0 && c < data.len())
-            .collect();
-        bounds.sort_unstable();
-        bounds.dedup();
-        let mut segments = Vec::new();
-        let mut from = 0;
-        for to in bounds.into_iter().chain([data.len()]) {
-            segments.push((from, to));
-            from = to;
-        }
+        let mut segments = segments(data.len(), cuts);
         for &i in swaps {
             if i + 1 < segments.len() {
                 segments.swap(i, i + 1);
@@ -309,6 +297,20 @@ impl Sim {
             if a < b {
                 self.send_range(side, start + a, start + b);
             }
+        }
+        self.settle(side);
+    }
+
+    /// Like [`Sim::send`], with `gap` of simulated time before every
+    /// segment but the first (a sender that pauses between segments).
+    pub fn send_paced(&mut self, side: Side, data: &[u8], cuts: &[usize], gap: Duration) {
+        let start = self.stream(side).written.len();
+        self.stream(side).written.extend_from_slice(data);
+        for (i, (a, b)) in segments(data.len(), cuts).into_iter().enumerate() {
+            if i > 0 {
+                self.now += gap;
+            }
+            self.send_range(side, start + a, start + b);
         }
         self.settle(side);
     }
@@ -350,4 +352,19 @@ impl Sim {
             self.through(p);
         }
     }
+}
+
+/// `[from, to)` ranges of `len` bytes cut at `cuts` (out-of-range and
+/// repeated cuts ignored).
+fn segments(len: usize, cuts: &[usize]) -> Vec<(usize, usize)> {
+    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < len).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut out = Vec::new();
+    let mut from = 0;
+    for to in bounds.into_iter().chain([len]) {
+        out.push((from, to));
+        from = to;
+    }
+    out
 }

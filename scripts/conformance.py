@@ -18,8 +18,8 @@ order of what each side sends is exact and deterministic:
   through the gateway's DNAT), sends the greeting and the scripted replies,
   and records every byte it receives on the control connection;
 - the scripted client (namespaces cl, cs, co) sends the scripted segments:
-  TCP_NODELAY, one send() per segment, SEGMENT_GAP seconds between them (the
-  lab's veths have GRO/GSO/TSO off, so each send is one segment);
+  TCP_NODELAY, one send() per segment, the table's `gap` (0.08 s) between
+  them (the lab's veths have GRO/GSO/TSO off, so each send is one segment);
 - a data connection goes where the far side was TOLD: in active mode the
   client listens on the port it announces and the server connects to the
   address/port it received (after the gateway's rewrite); in passive mode the
@@ -29,15 +29,19 @@ order of what each side sends is exact and deterministic:
   opened, the case also probes where a (wrong) pinhole would be: the public
   address the gateway would have put into the line.
 
-Every case (except the one about the first line, case 4) logs in first
-(USER/331, PASS/230), so that the line under test is not the first line of
-the connection: the kernel helper never parses that one, and it would mask
-what each case is about. Every case ends with a NOOP/200 round trip and
-checks the exact bytes each far side received at every step. Case 23 also
-exchanges raw bytes that are not lines (fake TLS 1.2 records: a real record
-header, opaque bodies; nothing is encrypted), checked byte for byte; PORT
-and 227 lines are read from after the last such bytes. Python 3 standard
-library only.
+The cases are data: proto/tests/conformance/cases.toml (read and expanded by
+scripts/conformance_table.py; the same table is replayed through the engine
+without root by proto/tests/conformance/). Its paths name the lab's
+namespaces and addresses; `play` below interprets a case's actions with the
+peer machinery here. Every case (except the one about the first line, case
+4) logs in first (USER/331, PASS/230), so that the line under test is not
+the first line of the connection: the kernel helper never parses that one,
+and it would mask what each case is about. Every case ends with a NOOP/200
+round trip and checks the exact bytes each far side received at every step.
+Case 23 also exchanges raw bytes that are not lines (fake TLS 1.2 records: a
+real record header, opaque bodies; nothing is encrypted), checked byte for
+byte; PORT and 227 lines are read from after the last such bytes. Python 3
+standard library only.
 """
 
 import argparse
@@ -53,8 +57,9 @@ import struct
 import sys
 import time
 
+import conformance_table as table
+
 CLONE_NEWNET = 0x40000000
-SEGMENT_GAP = 0.08  # seconds between two scripted segments
 CTRL_TIMEOUT = 3.0  # seconds to wait for an expected control line
 DATA_TIMEOUT = 3.0  # seconds for a data connection to carry the payload
 CLOSE_TIMEOUT = 2.0
@@ -62,21 +67,19 @@ CLOSE_TIMEOUT = 2.0
 PAYLOAD = hashlib.sha256(b"ftp-alg conformance payload").digest() * 32  # 1 KiB
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
-# The lab's addresses (scripts/lib-lab.sh).
-CL, CL_PUB = "198.51.100.2", "203.0.113.254"  # SNAT +1 byte
-CS, CS_PUB = "198.51.100.222", "203.0.113.1"  # SNAT -3 bytes
-CO = "203.0.113.20"
-SO = "203.0.113.10"
-SI, SI_PUB = "192.0.2.10", "203.0.113.1"  # DNAT 203.0.113.1:21 -> 192.0.2.10:21
-CL6, SO6 = "2001:db8:1::2", "2001:db8:2::10"
+TABLE = table.load()
+CASES = [c for c in TABLE["case"] if not c.get("extra")]
+# Run only on request (--only), by conformance.sh after a SIGHUP that loads
+# the configuration they need; not part of the table.
+EXTRA_CASES = [c for c in TABLE["case"] if c.get("extra")]
 
 # client path -> (client ns, family, server ns, server listen addr, address
-# the client dials, address the server should see as the peer)
+# the client dials, address the server should see as the peer), from the
+# table's paths (the lab's addresses, scripts/lib-lab.sh).
 PATHS = {
-    "cl": ("cl", socket.AF_INET, "so", SO, SO, CL_PUB),
-    "cs": ("cs", socket.AF_INET, "so", SO, SO, CS_PUB),
-    "co": ("co", socket.AF_INET, "si", SI, SI_PUB, CO),
-    "cl6": ("cl", socket.AF_INET6, "so", SO6, SO6, CL6),
+    name: (p["client_ns"], socket.AF_INET6 if ":" in p["client"] else socket.AF_INET,
+           p["server_ns"], p["server_real"], p["server"], p["client_public"])
+    for name, p in TABLE["paths"].items()
 }
 
 MODE_INDEX = {"alg": 0, "kernel": 1, "none": 2, "alg-reload": 4, "alg-override": 3}
@@ -260,10 +263,10 @@ class Session:
             buf += data
         return "ok"
 
-    def _send_segments(self, sock, who, segments):
+    def _send_segments(self, sock, who, segments, gap=table.SEGMENT_GAP):
         for i, seg in enumerate(segments):
             if i:
-                time.sleep(SEGMENT_GAP)
+                time.sleep(gap)
             try:
                 n = sock.send(seg)
             except OSError as e:
@@ -327,23 +330,15 @@ class Session:
         return True
 
     # -- scripted steps
-    def c(self, segments, server_gets=None):
+    def c(self, segments, server_gets, gap):
         """The client sends segments; the server must receive server_gets."""
-        segments = [s.encode() if isinstance(s, str) else s for s in segments]
-        if isinstance(server_gets, str):
-            server_gets = server_gets.encode()
-        self._send_segments(self.client, "client", segments)
-        exp = b"".join(segments) if server_gets is None else server_gets
-        return self._expect(self.server, self.s_rx, "s_mark", "server", exp)
+        self._send_segments(self.client, "client", segments, gap)
+        return self._expect(self.server, self.s_rx, "s_mark", "server", server_gets)
 
-    def s(self, segments, client_gets=None):
+    def s(self, segments, client_gets, gap):
         """The server sends segments; the client must receive client_gets."""
-        segments = [s.encode() if isinstance(s, str) else s for s in segments]
-        if isinstance(client_gets, str):
-            client_gets = client_gets.encode()
-        self._send_segments(self.server, "server", segments)
-        exp = b"".join(segments) if client_gets is None else client_gets
-        return self._expect(self.client, self.c_rx, "c_mark", "client", exp)
+        self._send_segments(self.server, "server", segments, gap)
+        return self._expect(self.client, self.c_rx, "c_mark", "client", client_gets)
 
     def c_raw(self, segments):
         """The client sends raw bytes (not lines); the server must receive
@@ -356,26 +351,6 @@ class Session:
         them unchanged."""
         self._send_segments(self.server, "server", segments)
         return self._expect_raw(self.client, self.c_rx, "c_mark", "c_text", "client", b"".join(segments))
-
-    def greet(self):
-        return self.s(["220 ftp-alg conformance peer\r\n"])
-
-    def login(self):
-        """Greeting and login: the line under test is then not the first
-        line of the connection (the kernel helper never parses that one;
-        case 4 tests it on purpose)."""
-        self.greet()
-        self.c(["USER anonymous\r\n"])
-        self.s(["331 Please specify the password.\r\n"])
-        self.c(["PASS guest\r\n"])
-        return self.s(["230 Login successful.\r\n"])
-
-    def noop(self):
-        ok = self.c(["NOOP\r\n"])
-        ok = self.s(["200 NOOP ok.\r\n"]) and ok
-        if ok:
-            self.case.note("NOOP/200 ok")
-        return ok
 
     # -- what the far side was told
     def received_ports(self):
@@ -466,8 +441,9 @@ def parse_active(line):
 
 
 class Case:
-    def __init__(self, ctx, num, title, expect):
-        self.ctx, self.num, self.title, self.expect = ctx, num, title, expect
+    def __init__(self, ctx, spec):
+        self.ctx, self.spec = ctx, spec
+        self.num, self.title, self.expect = spec["num"], spec["title"], spec["expect"]
         self.problems = []
         self.notes = []
         self.short = []
@@ -486,16 +462,19 @@ class Case:
         self.notes.append(msg)
 
     def port(self, k):
-        """A data port unique to this case, slot k and mode (no pinhole or
-        expectation of an earlier case or mode can ever match it), above
-        the ephemeral range (32768-60999) so that no control connection of
-        the peers can hold it."""
-        return 61000 + 1000 * self.ctx.mode_index + 16 * self.num + k
+        """Slot k's data port: by default unique to this case, slot and mode
+        (no pinhole or expectation of an earlier case or mode can ever match
+        it), above the ephemeral range (32768-60999) so that no control
+        connection of the peers can hold it (cases.toml: `ports`)."""
+        return table.slot_port(self.spec, k, self.ctx.mode_index)
 
     def session(self, path):
         return Session(self, path)
 
     def listen(self, ns, addr, port):
+        for lst in self.listeners:
+            if lst[0] == f"{ns} {fmt(addr, port)}":
+                return lst
         s = self.ctx.ns.socket(ns, family_of(addr))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((addr, port))
@@ -680,452 +659,48 @@ def transfer(ns, from_ns, targets, listeners, sender, timeout=DATA_TIMEOUT):
 
 # ------------------------------------------------------------ the table ---
 
-P = lambda port: divmod(port, 256)  # noqa: E731
+def listener_for(c, sess, spec, port):
+    """A data step's `listen` entry: "client", "server" or "NS:ADDR"."""
+    cns, _, sns, server_real, _, _ = PATHS[sess.path]
+    p = TABLE["paths"][sess.path]
+    if spec == "client":
+        return c.listen(cns, p["client"], port)
+    if spec == "server":
+        return c.listen(sns, server_real, port)
+    ns, _, addr = spec.partition(":")
+    return c.listen(ns, addr, port)
 
 
-def case01(c):
-    """PORT split across two segments in the middle of the address"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c(["PORT 198,51,", f"100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case02(c):
-    """227 split mid-numbers, server behind DNAT (203.0.113.20 -> 203.0.113.1)"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("si", SI, port)
-    s = c.session("co")
-    s.login()
-    s.c(["PASV\r\n"])
-    s.s(
-        ["227 Entering Passive Mode (192,0,2,", f"10,{p1},{p2}).\r\n"],
-        f"227 Entering Passive Mode (203,0,113,1,{p1},{p2}).\r\n",
-    )
-    c.passive_data(s, [lst], True)
-    s.noop()
-
-
-def case03(c):
-    """two lines in one segment: NOOP + PORT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"NOOP\r\nPORT 198,51,100,2,{p1},{p2}\r\n"], f"NOOP\r\nPORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 NOOP ok.\r\n", "200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case04(c):
-    """PORT first after the greeting, same segment as USER"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.greet()
-    s.c([f"USER a\r\nPORT 198,51,100,2,{p1},{p2}\r\n"], f"USER a\r\nPORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["331 Please specify the password.\r\n", "200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case05(c):
-    """multi-line 227 reply (227- ... 227 ...), server behind DNAT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("si", SI, port)
-    s = c.session("co")
-    s.login()
-    s.c(["PASV\r\n"])
-    s.s(
-        [f"227-Entering Passive Mode\r\n227 Entering Passive Mode (192,0,2,10,{p1},{p2})\r\n"],
-        f"227-Entering Passive Mode\r\n227 Entering Passive Mode (203,0,113,1,{p1},{p2})\r\n",
-    )
-    c.passive_data(s, [lst], True)
-    s.noop()
-
-
-def case06(c):
-    """bare LF line ending: PORT ...\\n"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\n"], f"PORT 203,0,113,254,{p1},{p2}\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case07(c):
-    """lower-case port, leading zeros, trailing spaces"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"port 198,051,100,002,{p1:03d},{p2:03d}   \r\n"], f"port 203,0,113,254,{p1},{p2}   \r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case08(c):
-    """EPRT, shorter rewrite (.222 -> 203.0.113.1) and longer (.2 -> .254)"""
-    port = c.port(0)
-    lst = c.listen("cs", CS, port)
-    s = c.session("cs")
-    s.login()
-    s.c([f"EPRT |1|198.51.100.222|{port}|\r\n"], f"EPRT |1|203.0.113.1|{port}|\r\n")
-    s.s(["200 EPRT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-    s.check_leftover()
-    s.close(graceful=not c.problems)
-    port = c.port(1)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"EPRT |1|198.51.100.2|{port}|\r\n"], f"EPRT |1|203.0.113.254|{port}|\r\n")
-    s.s(["200 EPRT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case09(c):
-    """two PORTs pipelined before the replies, both data connections used"""
-    ports = [c.port(0), c.port(1)]
-    lsts = [c.listen("cl", CL, p) for p in ports]
-    s = c.session("cl")
-    s.login()
-    sent = [f"PORT 198,51,100,2,{P(p)[0]},{P(p)[1]}\r\n" for p in ports]
-    want = "".join(f"PORT 203,0,113,254,{P(p)[0]},{P(p)[1]}\r\n" for p in ports)
-    s.c(sent, want)
-    s.s(["200 PORT command successful.\r\n", "200 PORT command successful.\r\n"])
-    c.active_data(s, [lsts[0]], True, index=0)
-    c.active_data(s, [lsts[1]], True, index=1)
-    s.noop()
-
-
-def case10(c):
-    """unsolicited 227 (no PASV), server listening on the announced port"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("so", SO, port)
-    s = c.session("cl")
-    s.login()
-    s.s([f"227 Entering Passive Mode (203,0,113,10,{p1},{p2})\r\n"])
-    c.passive_data(s, [lst], False)
-    s.noop()
-
-
-def case11(c):
-    """client speaks first (HTTP request line before the greeting), then PORT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.c(["GET / HTTP/1.1\r\nHost: 203.0.113.10\r\n\r\n"])
-    s.login()
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case12(c):
-    """PORT naming a third party (192.0.2.10)"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lsts = [c.listen("si", SI, port), c.listen("cl", CL, port)]
-    s = c.session("cl")
-    s.login()
-    s.c([f"PORT 192,0,2,10,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, lsts, False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case13(c):
-    """PORT octet > 255 (198,51,100,258 and 198,51,356,2) and port > 65535 (p1=256)"""
-    s = c.session("cl")
-    s.login()
-    # a) last octet 258 (the kernel's parser ORs it into 198.51.101.2)
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s.c([f"PORT 198,51,100,258,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    # b) third octet 356 = 0x164: OR-ed in, it lands on 198.51.100.2 itself
-    port = c.port(1)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s.c([f"PORT 198,51,356,2,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    # c) p1 = 256: 256*256+p2 > 65535 (a 16-bit port wraps to p2)
-    p2 = 200 + c.ctx.mode_index
-    lst = c.listen("cl", CL, p2)
-    s.c([f"PORT 198,51,100,2,256,{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, p2)])
-    s.noop()
-
-
-def case14(c):
-    """PORT to a port < 1024 (data passes only with allow_privileged_ports)"""
-    port = 1000 + c.ctx.mode_index
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    # Refused: forwarded unchanged. Allowed: translated like any other PORT.
-    seen = f"PORT 203,0,113,254,{p1},{p2}\r\n" if c.ctx.allow_privileged else None
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], seen)
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], c.ctx.allow_privileged, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case15(c):
-    """AUTH TLS answered 234, then cleartext PORT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c(["AUTH TLS\r\n"])
-    s.s(["234 Proceed with negotiation.\r\n"])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case16(c):
-    """PORT answered 500: the pinhole is closed again"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["500 Illegal PORT command.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case17(c):
-    """PORT in 3 segments: 'P' | 'ORT 198,5' | '1,100,2,...'"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c(["P", "ORT 198,5", f"1,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case18(c):
-    """IPv6 EPRT 2001:db8:1::2 -> 2001:db8:2::10 (no NAT, no rewrite)"""
-    port = c.port(0)
-    lst = c.listen("cl", CL6, port)
-    s = c.session("cl6")
-    s.login()
-    s.c([f"EPRT |2|{CL6}|{port}|\r\n"])
-    s.s(["200 EPRT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case19(c):
-    """NUL byte in a client line ('NO\\0OP' answered 500), then PORT: the
-    session is no longer parsed, nothing is opened"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([b"NO\x00OP\r\n"])
-    s.s(["500 Unknown command.\r\n"])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-LONG_LINE = "SITE " + "x" * 593 + "\r\n"  # 600 bytes, over ftp-alg's 512-byte line limit
-assert len(LONG_LINE) == 600
-
-
-def case20(c):
-    """a 600-byte client line (answered 500), then PORT: over the line
-    limit (512), the session is no longer parsed, nothing is opened"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([LONG_LINE])
-    s.s(["500 Unknown SITE command.\r\n"])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"])
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], False, probes=[(CL_PUB, port)])
-    s.noop()
-
-
-def case21(c):
-    """PORT answered 200, then REIN answered 220: the pinhole is closed;
-    after a new login a new PORT works again"""
-    ports = [c.port(0), c.port(1)]
-    lsts = [c.listen("cl", CL, p) for p in ports]
-    s = c.session("cl")
-    s.login()
-    p1, p2 = P(ports[0])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    s.c(["REIN\r\n"])
-    s.s(["220 Service ready for new user.\r\n"])
-    c.active_data(s, [lsts[0]], False, index=0)
-    s.c(["USER anonymous\r\n"])
-    s.s(["331 Please specify the password.\r\n"])
-    s.c(["PASS guest\r\n"])
-    s.s(["230 Login successful.\r\n"])
-    p1, p2 = P(ports[1])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lsts[1]], True, index=1)
-    s.noop()
-
-
-def case22(c):
-    """three PORTs, each answered 200: ftp-alg keeps 2 pinholes per session,
-    the third closes the first"""
-    ports = [c.port(0), c.port(1), c.port(2)]
-    lsts = [c.listen("cl", CL, p) for p in ports]
-    s = c.session("cl")
-    s.login()
-    for p in ports:
-        p1, p2 = P(p)
-        s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-        s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lsts[0]], False, index=0)
-    c.active_data(s, [lsts[2]], True, index=2)
-    c.active_data(s, [lsts[1]], True, index=1)
-    s.noop()
-
-
-def tls_record(kind, n, label):
-    """A fake TLS 1.2 record: type, version 3,3, length, n opaque bytes
-    (nothing is encrypted; only the framing is real)."""
-    body = b""
-    i = 0
-    while len(body) < n:
-        body += hashlib.sha256(f"{label}/{i}".encode()).digest()
-        i += 1
-    return bytes([kind, 3, 3, n >> 8, n & 0xFF]) + body[:n]
-
-
-def case23(c):
-    """AUTH TLS answered 234, TLS records both ways (handshake, CCC and its
-    200 as application data, close_notify from both sides), then
-    cleartext PORT: parsed again after CCC"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c(["AUTH TLS\r\n"])
-    s.s(["234 Proceed with negotiation.\r\n"])
-    s.c_raw([tls_record(22, 200, "client handshake")])
-    s.s_raw([tls_record(22, 120, "server handshake")])
-    s.c_raw([tls_record(23, 29, "CCC")])  # the encrypted "CCC\r\n"
-    s.s_raw([tls_record(23, 31, "200 CCC")])  # the encrypted "200 CCC ok\r\n"
-    s.s_raw([tls_record(21, 26, "server close_notify")])
-    s.c_raw([tls_record(21, 26, "client close_notify")])
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,254,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-def case24(c):
-    """227 in 3 segments ('22' | '7 Entering Passive Mode (192,0,' | '2,10,...'),
-    server behind DNAT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("si", SI, port)
-    s = c.session("co")
-    s.login()
-    s.c(["PASV\r\n"])
-    s.s(
-        ["22", "7 Entering Passive Mode (192,0,", f"2,10,{p1},{p2}).\r\n"],
-        f"227 Entering Passive Mode (203,0,113,1,{p1},{p2}).\r\n",
-    )
-    c.passive_data(s, [lst], True)
-    s.noop()
-
-
-def case25(c):
-    """PORT behind a further NAT beyond the gateway ([[nat_override]] on o0:
-    203.0.113.77); the outside host's own DNAT 203.0.113.77 -> .254 stands in
-    for that NAT"""
-    port = c.port(0)
-    p1, p2 = P(port)
-    lst = c.listen("cl", CL, port)
-    s = c.session("cl")
-    s.login()
-    s.c([f"PORT 198,51,100,2,{p1},{p2}\r\n"], f"PORT 203,0,113,77,{p1},{p2}\r\n")
-    s.s(["200 PORT command successful.\r\n"])
-    c.active_data(s, [lst], True)
-    s.noop()
-
-
-# Run only on request (--only), by conformance.sh after a SIGHUP that loads
-# the configuration they need; not part of the table.
-EXTRA_CASES = [
-    (25, "PORT behind a further NAT (nat_override)", "announces 203.0.113.77, data ok", case25),
-]
-
-CASES = [
-    (1, "PORT split in 2 segments mid-address", "rewritten, data ok", case01),
-    (2, "227 split mid-numbers, DNAT server", "rewritten, data ok", case02),
-    (3, "NOOP+PORT in one segment", "2nd line rewritten, data ok", case03),
-    (4, "USER+PORT in first segment", "rewritten, data ok", case04),
-    (5, "multi-line 227- reply, DNAT server", "rewritten, data ok", case05),
-    (6, "bare LF: PORT ...\\n", "rewritten, data ok", case06),
-    (7, "lower-case port, zeros, trailing spaces", "rewritten, data ok", case07),
-    (8, "EPRT shorter (-3) and longer (+1)", "both rewritten, data ok", case08),
-    (9, "2 PORTs pipelined, both used", "both rewritten, both data ok", case09),
-    (10, "unsolicited 227 (no PASV)", "no pinhole: data fails", case10),
-    (11, "client speaks first (HTTP), then PORT", "unchanged, data fails", case11),
-    (12, "PORT to third party 192.0.2.10", "unchanged, data fails", case12),
-    (13, "PORT octet>255 / port>65535", "unchanged, nothing opened", case13),
-    (14, "PORT to port < 1024", "unchanged, data fails", case14),
-    (15, "AUTH TLS 234, then cleartext PORT", "unchanged, data fails", case15),
-    (16, "PORT answered 500", "pinhole closed: data fails", case16),
-    (17, "PORT in 3 segments (P|ORT 198,5|...)", "rewritten, data ok", case17),
-    (18, "IPv6 EPRT, no NAT", "unchanged, data ok", case18),
-    (19, "NUL byte in a client line, then PORT", "unchanged, data fails", case19),
-    (20, "600-byte client line, then PORT", "unchanged, data fails", case20),
-    (21, "PORT 200, then REIN 220, new PORT", "hole closed; next PORT ok", case21),
-    (22, "3 PORTs, each answered 200", "1st closed: fails; 3rd, 2nd ok", case22),
-    (23, "AUTH TLS 234, TLS records, CCC, PORT", "rewritten, data ok", case23),
-    (24, "227 in 3 segments (22|7 ..|..), DNAT", "rewritten, data ok", case24),
-]
+def play(c):
+    """Plays the actions of case c (conformance_table.expand) with the
+    scripted peers."""
+    sess = None
+    for act in table.expand(TABLE, c.spec, c.ctx.flags, c.ctx.mode_index):
+        do = act["do"]
+        if do == "open":
+            sess = c.session(act["path"])
+        elif do == "finish":
+            sess.check_leftover()
+            sess.close(graceful=not c.problems)
+        elif do == "send":
+            send = sess.c if act["from"] == "client" else sess.s
+            send(act["segments"], act["gets"], act["gap"])
+        elif do == "tls":
+            (sess.c_raw if act["from"] == "client" else sess.s_raw)([act["record"]])
+        elif do == "pause":
+            log(f"  [{sess.path}] pause {act['seconds']} s")
+            time.sleep(act["seconds"])
+        elif do == "data":
+            port = act["port"]
+            lsts = [listener_for(c, sess, x, port) for x in act["listen"]]
+            if act["passive"]:
+                c.passive_data(sess, lsts, act["ok"])
+            else:
+                public = PATHS[sess.path][5]
+                probes = [(public, port)] if act["probe"] else []
+                c.active_data(sess, lsts, act["ok"], index=act["index"], probes=probes)
+        else:
+            raise table.TableError(f"unknown action {act}")
 
 
 class Ctx:
@@ -1133,8 +708,10 @@ class Ctx:
         self.ns = Netns(prefix)
         self.mode = mode
         self.mode_index = MODE_INDEX.get(mode, 3)
-        # ftp-alg runs with allow_privileged_ports = true (its SIGHUP check).
-        self.allow_privileged = False
+        # The table's flags (`if` on steps) set for this run, e.g.
+        # allow_privileged: ftp-alg runs with allow_privileged_ports = true
+        # (its SIGHUP check).
+        self.flags = set()
         self.server_listeners = {}
 
     def server_listener(self, path):
@@ -1150,13 +727,14 @@ class Ctx:
         return self.server_listeners[key]
 
 
-def run_case(ctx, num, title, expect, fn):
-    c = Case(ctx, num, title, expect)
+def run_case(ctx, spec):
+    c = Case(ctx, spec)
+    num, title, expect = c.num, c.title, c.expect
     t0 = time.monotonic()
     log(f"=== case {num}: {title} (expect: {expect})")
     aborted = None
     try:
-        fn(c)
+        play(c)
     except Abort as e:
         aborted = str(e)
         c.problem(f"{e}; the rest of the case did not run", "stalled")
@@ -1201,16 +779,17 @@ def cmd_run(args):
         print("conformance.py run needs root (setns into the lab's namespaces)", file=sys.stderr)
         return 2
     ctx = Ctx(args.ns_prefix, args.mode)
-    ctx.allow_privileged = args.allow_privileged
+    if args.allow_privileged:
+        ctx.flags.add("allow_privileged")
     only = {int(x) for x in args.only.split(",")} if args.only else None
     results = []
     t0 = time.monotonic()
-    for num, title, expect, fn in CASES + (EXTRA_CASES if only else []):
-        if only and num not in only:
+    for spec in CASES + (EXTRA_CASES if only else []):
+        if only and spec["num"] not in only:
             continue
-        r = run_case(ctx, num, title, expect, fn)
+        r = run_case(ctx, spec)
         results.append(r)
-        print(f"[conformance] {args.mode:6} case {num:2} {r['summary'][:70]:70} {r['seconds']:5.1f} s",
+        print(f"[conformance] {args.mode:6} case {spec['num']:2} {r['summary'][:70]:70} {r['seconds']:5.1f} s",
               file=sys.stderr, flush=True)
     for s in ctx.server_listeners.values():
         s.close()
@@ -1273,7 +852,8 @@ def cmd_table(args):
     print()
     print(head)
     print("-" * len(head))
-    for num, title, expect, _ in CASES:
+    for spec in CASES:
+        num, title, expect = spec["num"], spec["title"], spec["expect"]
         label = f"{num:2}. {title}"
         cells = []
         for m in modes:

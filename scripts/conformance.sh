@@ -5,7 +5,8 @@
 #
 # Builds a private lab with scripts/lib-lab.sh (lab id "cf<pid>", namespaces
 # fa-lab-cf<pid>-*), replaces its vsftpd servers by the scripted peers of
-# scripts/conformance.py and plays every case once per mode:
+# scripts/conformance.py and plays every case of the table
+# proto/tests/conformance/cases.toml once per mode:
 #
 #   alg     ftp-alg runs on the gateway: every case must behave as expected
 #           and the gateway's INVALID counters must stay 0; then the same
@@ -60,7 +61,7 @@ while (($#)); do
         shift
         ;;
     -h | --help)
-        sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
     *) lab_die "unknown argument '$1' (see --help)" ;;

@@ -1,11 +1,13 @@
 //! The conformance table, in network namespaces: `scripts/conformance.sh`
 //! builds its own lab (scripts/lib-lab.sh, lab id `cf<pid>`), replaces the
 //! lab's FTP servers by the scripted peers of `scripts/conformance.py` and
-//! plays 24 cases with exact segmentation (a `PORT` or `227` cut across
-//! segments, two lines in one segment, multi-line `227-`, bare LF, pipelined
-//! `PORT`s, an unsolicited `227`, a client that speaks first, third-party and
-//! privileged `PORT`s, out-of-range numbers, `AUTH TLS`, a `PORT` answered
-//! `500`, IPv6 `EPRT`), asserting the exact bytes each far side receives on
+//! plays the 24 cases of `proto/tests/conformance/cases.toml` (the table
+//! that `cargo test -p ftp-alg-proto --test conformance` replays through
+//! the engine without root) with exact segmentation (a `PORT` or `227` cut
+//! across segments, two lines in one segment, multi-line `227-`, bare LF,
+//! pipelined `PORT`s, an unsolicited `227`, a client that speaks first,
+//! third-party and privileged `PORT`s, out-of-range numbers, `AUTH TLS`, a
+//! `PORT` answered `500`, IPv6 `EPRT`), asserting the exact bytes each far side receives on
 //! the control connection and whether a 1 KiB data connection gets through.
 //!
 //! Every case runs once with this crate's `ftp-alg` binary on the gateway

@@ -661,12 +661,11 @@ def transfer(ns, from_ns, targets, listeners, sender, timeout=DATA_TIMEOUT):
 
 def listener_for(c, sess, spec, port):
     """A data step's `listen` entry: "client", "server" or "NS:ADDR"."""
-    cns, _, sns, server_real, _, _ = PATHS[sess.path]
     p = TABLE["paths"][sess.path]
     if spec == "client":
-        return c.listen(cns, p["client"], port)
+        return c.listen(p["client_ns"], p["client"], port)
     if spec == "server":
-        return c.listen(sns, server_real, port)
+        return c.listen(p["server_ns"], p["server_real"], port)
     ns, _, addr = spec.partition(":")
     return c.listen(ns, addr, port)
 
@@ -784,9 +783,14 @@ def cmd_run(args):
     only = {int(x) for x in args.only.split(",")} if args.only else None
     results = []
     t0 = time.monotonic()
-    for spec in CASES + (EXTRA_CASES if only else []):
-        if only and spec["num"] not in only:
-            continue
+    specs = [x for x in CASES + (EXTRA_CASES if only else []) if not only or x["num"] in only]
+    try:
+        for spec in specs:  # a table this runner cannot play fails before any case runs
+            table.expand(TABLE, spec, ctx.flags, ctx.mode_index)
+    except table.TableError as e:
+        print(f"conformance.py: {table.TABLE_PATH}: {e}", file=sys.stderr)
+        return 2
+    for spec in specs:
         r = run_case(ctx, spec)
         results.append(r)
         print(f"[conformance] {args.mode:6} case {spec['num']:2} {r['summary'][:70]:70} {r['seconds']:5.1f} s",

@@ -41,13 +41,19 @@ def load(path=TABLE_PATH):
     return table
 
 
+MAX_NUM = 56  # 61000 + 900 * run + 16 * num + slot stays unique, below 65536,
+SLOTS = 16  # for runs 0 to 4 (proto/tests/conformance/table.rs checks it)
+
+
 def slot_port(spec, slot, run):
     """Slot `slot`'s data port in run `run` (cases.toml: `ports`)."""
     ports = spec.get("ports", [])
     p = ports[slot] if slot < len(ports) else 0
     if p > 0:
         return p + run
-    return 61000 + 1000 * run + 16 * spec["num"] + slot
+    if spec["num"] > MAX_NUM or slot >= SLOTS:
+        raise TableError(f"case {spec['num']} slot {slot}: no data port (case numbers end at {MAX_NUM})")
+    return 61000 + 900 * run + 16 * spec["num"] + slot
 
 
 PLACEHOLDER = re.compile(r"\{([^}]*)\}")

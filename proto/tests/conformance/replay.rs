@@ -197,8 +197,15 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A data step: the connection's fate, then the refusal counted.
     fn data(&mut self, d: &Data) -> Result<(), String> {
-        self.check_refusals(d.why.as_deref())?;
+        self.connect(d)?;
+        self.check_refusals(d.why.as_deref())
+    }
+
+    /// Whether a pinhole lets the data connection of `d` through, as the
+    /// step expects.
+    fn connect(&mut self, d: &Data) -> Result<(), String> {
         let (told, from) = if d.passive {
             let text = &self.sim.received(Side::Server)[self.client_read.text..];
             (received_227(text), self.path.client)

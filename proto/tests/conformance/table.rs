@@ -144,12 +144,23 @@ pub enum Action {
 /// SEGMENT_GAP).
 pub const SEGMENT_GAP: f64 = 0.08;
 
+/// Highest case number and slots per case of the data port scheme
+/// (61000 + 900 * run + 16 * num + slot stays below 65536 and unique for
+/// runs 0 to 4).
+pub const MAX_NUM: u32 = 56;
+pub const SLOTS: usize = 16;
+
 /// Snippets nest at most this deep (a snippet naming itself is an error).
 const MAX_DEPTH: usize = 8;
 
 /// Reads the table next to this file.
 pub fn load() -> Table {
-    toml::from_str(include_str!("cases.toml")).unwrap_or_else(|e| panic!("cases.toml: {e}"))
+    parse(include_str!("cases.toml")).unwrap_or_else(|e| panic!("cases.toml: {e}"))
+}
+
+/// Reads a table from TOML text.
+pub fn parse(text: &str) -> Result<Table, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
 }
 
 impl Case {
@@ -160,11 +171,16 @@ impl Case {
         sets
     }
 
-    /// Slot `slot`'s data port in run `run` (the Rust runner is run 0).
-    pub fn port(&self, slot: usize, run: u16) -> u16 {
+    /// Slot `slot`'s data port in run `run` (the Rust runner is run 0; the
+    /// lab's runs are 0 to 4): `None` beyond what the scheme can keep
+    /// unique (case numbers up to 56, slots up to 15).
+    pub fn port(&self, slot: usize, run: u16) -> Option<u16> {
         match self.ports.get(slot) {
-            Some(&p) if p > 0 => p + run,
-            _ => 61000 + 1000 * run + 16 * self.num as u16 + slot as u16,
+            Some(&p) if p > 0 => p.checked_add(run),
+            _ if self.num <= MAX_NUM && slot < SLOTS => {
+                Some(61000 + 900 * run + 16 * self.num as u16 + slot as u16)
+            }
+            _ => None,
         }
     }
 
@@ -242,8 +258,17 @@ impl Expander<'_> {
         }
     }
 
+    fn port(&self, slot: usize) -> Result<u16, String> {
+        self.case
+            .port(slot, 0)
+            .ok_or_else(|| format!("no data port for slot {slot} of case {}", self.case.num))
+    }
+
     fn fill(&self, text: &str) -> Result<Vec<u8>, String> {
-        crate::wire::fill(text, |slot| self.case.port(slot, 0))
+        let ports: Vec<u16> = (0..SLOTS)
+            .map(|k| self.case.port(k, 0).unwrap_or(0))
+            .collect();
+        crate::wire::fill(text, |slot| ports.get(slot).copied().unwrap_or(0))
     }
 
     fn step(&mut self, s: &Step, depth: usize) -> Result<(), String> {
@@ -322,7 +347,7 @@ impl Expander<'_> {
         };
         Ok(Data {
             passive,
-            port: self.case.port(s.slot.unwrap_or(0), 0),
+            port: self.port(s.slot.unwrap_or(0))?,
             index: s.index.unwrap_or(-1),
             ok: s.ok.ok_or("a data step needs `ok`")?,
             closed: s.closed,

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::event::Event as Reported;
 use crate::ftp::lines::{Line, LineAssembler, Position};
 use crate::ftp::plan::{plan, Endpoints, Policy};
 use crate::ftp::session::{ControlSession, Event, Form, Phase};
@@ -115,6 +116,10 @@ pub struct Decision {
     pub open: Vec<Opening>,
     /// Pinholes to remove.
     pub close: Vec<Pinhole>,
+    /// What was decided, in order, for consumers that report it (the
+    /// replayer); the daemon only logs. Empty, and so not allocated, for
+    /// most packets.
+    pub events: Vec<Reported>,
 }
 
 impl Decision {
@@ -124,6 +129,7 @@ impl Decision {
             verdict: Verdict::Accept,
             open: Vec::new(),
             close: Vec::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -221,6 +227,10 @@ struct Flow {
     fin_from_client: bool,
     fin_from_server: bool,
     closed_at: Option<Instant>,
+    /// The [`Reported::SessionOpened`] event, until the first packet that
+    /// the session handles reports it (the packet that started the
+    /// session may first ask for the NAT mapping).
+    unreported: Option<Reported>,
 }
 
 /// Shared state of all flows that a flow's processing may touch.
@@ -389,6 +399,12 @@ impl Engine {
         };
         let was_open = flow.closed_at.is_none();
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared, &mut self.lines);
+        if let Some(opened) = flow.unreported.take() {
+            decision.events.insert(0, opened);
+        }
+        if was_open && flow.closed_at.is_some() {
+            decision.events.push(Reported::SessionClosed);
+        }
         if !decision.open.is_empty() || (was_open && flow.closed_at.is_some()) {
             // A new pinhole or the linger after a close: earlier deadlines.
             let deadline = flow.deadline(&self.cfg);
@@ -454,6 +470,10 @@ impl Engine {
         }
         let flow = if opening {
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
+            flow.unreported = Some(Reported::SessionOpened {
+                server: seg.dst,
+                mid_stream: false,
+            });
             flow.syn_seq = Some(seg.seq);
             flow.to_server.lines.start_at(seg.seq.offset(1));
             debug!(%client, server = %seg.dst, "control session opened");
@@ -462,7 +482,13 @@ impl Engine {
             // Picked up mid-stream (e.g. after a restart): follow it, but
             // honour announcements only once a reply resynchronises us.
             info!(%client, "control session picked up mid-stream");
-            Flow::new(client, ControlSession::resync(), now, self.cfg.max_line)
+            let mut flow = Flow::new(client, ControlSession::resync(), now, self.cfg.max_line);
+            let server = if seg.dst == client { seg.src } else { seg.dst };
+            flow.unreported = Some(Reported::SessionOpened {
+                server,
+                mid_stream: true,
+            });
+            flow
         };
         self.flows.insert(client, flow);
         self.stats.sessions_opened += 1;
@@ -581,6 +607,7 @@ impl Flow {
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
+            unreported: None,
         }
     }
 
@@ -665,6 +692,10 @@ impl Flow {
                         warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
                         self.control.give_up();
                         shared.stats.refusals.add(Reason::OverlongLine);
+                        decision.events.push(Reported::Refusal {
+                            form: None,
+                            reason: Reason::OverlongLine,
+                        });
                     }
                 }
             }
@@ -721,6 +752,10 @@ impl Flow {
                 let Some(ep) = self.endpoints(shared.announced) else {
                     shared.stats.refusals.add(Reason::NatUnknown);
                     warn!(%client, ?form, reason = %Reason::NatUnknown, "announcement refused; nothing opened");
+                    decision.events.push(Reported::Refusal {
+                        form: Some(form),
+                        reason: Reason::NatUnknown,
+                    });
                     return;
                 };
                 let in_use = &*shared.dnat_in_use;
@@ -728,6 +763,11 @@ impl Flow {
                 match plan(form, &hp, &ep, &shared.cfg.policy, free) {
                     Ok(plan) => {
                         shared.stats.announcements.add(form);
+                        decision.events.push(Reported::Announcement {
+                            form,
+                            addr: hp.addr,
+                            port: hp.port,
+                        });
                         if let Some(text) = &plan.replacement {
                             let mut new = Vec::with_capacity(line.len() + text.len());
                             new.extend_from_slice(&line[..hp.span.start]);
@@ -743,17 +783,32 @@ impl Flow {
                             if !this.edits.push(edit) {
                                 shared.stats.refusals.add(Reason::RewriteOverlap);
                                 warn!(%client, ?form, reason = %Reason::RewriteOverlap, "announcement refused; nothing opened");
+                                decision.events.push(Reported::Refusal {
+                                    form: Some(form),
+                                    reason: Reason::RewriteOverlap,
+                                });
                                 return;
                             }
                             shared.stats.rewrites += 1;
-                            info!(%client, ?form, from = %String::from_utf8_lossy(&line[hp.span.clone()]),
-                                  to = %String::from_utf8_lossy(text), delta, "announcement rewritten");
+                            let from = String::from_utf8_lossy(&line[hp.span.clone()]);
+                            let to = String::from_utf8_lossy(text);
+                            info!(%client, ?form, %from, %to, delta, "announcement rewritten");
+                            decision.events.push(Reported::Rewrite {
+                                form,
+                                from: from.into_owned(),
+                                to: to.into_owned(),
+                                delta,
+                            });
                         }
                         self.add_pinhole(now, form, plan.pinhole, shared, decision);
                     }
                     Err(why) => {
                         shared.stats.refusals.add(why);
-                        info!(%client, ?form, reason = %why, "announcement refused; nothing opened")
+                        info!(%client, ?form, reason = %why, "announcement refused; nothing opened");
+                        decision.events.push(Reported::Refusal {
+                            form: Some(form),
+                            reason: why,
+                        });
                     }
                 }
             }
@@ -770,11 +825,16 @@ impl Flow {
             }
             Some(Event::Ignored(why)) => {
                 shared.stats.refusals.add(why);
-                info!(%client, reason = %why, "line ignored; nothing opened")
+                info!(%client, reason = %why, "line ignored; nothing opened");
+                decision.events.push(Reported::Refusal {
+                    form: None,
+                    reason: why,
+                });
             }
             Some(Event::TlsStarted) => {
                 shared.stats.tls_sessions += 1;
                 info!(%client, "control session switched to TLS; no longer parsed");
+                decision.events.push(Reported::TlsStarted);
                 // Records start right after the 234 line from the server and
                 // after the last parsed line from the client.
                 let server_start = at.offset(line.len() as i64);
@@ -874,7 +934,9 @@ impl Flow {
             form,
             expires: now + lifetime,
         });
-        decision.open.push(Opening { pinhole, lifetime });
+        let opening = Opening { pinhole, lifetime };
+        decision.open.push(opening);
+        decision.events.push(Reported::Pinhole { form, opening });
     }
 
     fn close_pinholes(&mut self, shared: &mut Shared<'_>) -> Vec<Pinhole> {

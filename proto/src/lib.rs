@@ -12,7 +12,8 @@
 //! * [`engine::Engine::handle`]`(now, packet)` takes one IPv4 or IPv6 packet
 //!   of an FTP control connection, as queued at the gateway, and returns an
 //!   [`engine::Outcome`]: either the [`engine::Decision`] (verdict, pinholes
-//!   to open before the verdict, pinholes to close) or
+//!   to open before the verdict, pinholes to close, and the
+//!   [`event::Event`]s that say what was decided) or
 //!   [`engine::Outcome::NeedNat`], a request for the connection's NAT
 //!   mapping. The re-entry rule is documented at `handle`;
 //!   [`engine::Engine::handle_with`] applies it for callers that can look
@@ -32,12 +33,14 @@
 //! * [`packet`]: IPv4/IPv6 + TCP views, payload splice and checksums;
 //! * [`pinhole`]: the data connections a firewall may admit;
 //! * [`engine`]: flows to sessions, packets in, decisions out;
+//! * [`event`]: those decisions as data, for consumers that report them;
 //! * [`reason`], [`stats`]: why nothing was opened, and what is counted.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
 pub mod engine;
+pub mod event;
 pub mod ftp;
 pub mod packet;
 pub mod pinhole;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::event::Event;
 use ftp_alg_proto::packet::TcpSegment;
 use ftp_alg_proto::pinhole::Pinhole;
 
@@ -64,6 +65,8 @@ pub struct Sim {
     pub closed: Vec<Pinhole>,
     /// Packets the engine dropped.
     pub dropped: usize,
+    /// Every event the engine reported, in order.
+    pub events: Vec<Event>,
 }
 
 impl Sim {
@@ -107,6 +110,7 @@ impl Sim {
             opened: Vec::new(),
             closed: Vec::new(),
             dropped: 0,
+            events: Vec::new(),
         }
     }
 
@@ -168,6 +172,7 @@ impl Sim {
             Some(m)
         });
         self.closed.extend(d.close);
+        self.events.extend(d.events);
         self.opened.extend(d.open.iter().map(|o| o.pinhole));
         match d.verdict {
             Verdict::Accept => Some(packet),

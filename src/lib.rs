@@ -8,10 +8,12 @@
 //! * [`rules`]: the rules ftp-alg needs, as text and installed;
 //! * [`telemetry`]: what the workers publish, the metrics endpoint and the
 //!   status socket;
+//! * [`replay`]: `ftp-alg replay`, a capture run offline through the core;
 //! * [`config`]: the typed, validated configuration.
 
 pub mod config;
 pub mod kernel;
 pub mod queue;
+pub mod replay;
 pub mod rules;
 pub mod telemetry;

@@ -52,6 +52,10 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Replay a capture (pcap or pcapng) through the core offline: print
+    /// per control session what ftp-alg would do (announcements,
+    /// rewrites, pinholes, refusals with their reason). See docs/replay.md.
+    Replay(ReplayArgs),
     /// Show the running daemon's sessions and pinholes (needs root).
     Status {
         /// Status socket [default: status_socket of --config, else /run/ftp-alg.sock].
@@ -96,6 +100,28 @@ struct RunArgs {
     /// Accept announced addresses that are not the announcing peer's own.
     #[arg(long)]
     allow_third_party: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture: pcap or pcapng; Ethernet, Linux cooked (SLL, SLL2:
+    /// `tcpdump -i any`) or raw IP. `-` reads standard input.
+    file: PathBuf,
+    /// One JSON object per line and event, instead of text.
+    #[arg(long)]
+    json: bool,
+    /// TOML configuration file: control ports, [policy], pinhole timeout.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Server-side control port, repeatable [default: 21].
+    #[arg(long = "control-port")]
+    control_ports: Vec<u16>,
+    /// A translation the capture cannot show, repeatable: a client's own
+    /// address and what the server sees (`--nat 198.51.100.2=203.0.113.254`),
+    /// or a server's public address and its real one
+    /// (`--nat 203.0.113.1:21=192.0.2.10:21`).
+    #[arg(long = "nat", value_name = "FROM=TO")]
+    nat: Vec<ftp_alg::replay::NatOption>,
 }
 
 impl Overrides {
@@ -221,6 +247,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Replay(args) => replay(&args),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -243,6 +270,55 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `ftp-alg replay`: the report on stdout, a summary of what was left out
+/// on stderr; 1 when the capture cannot be read, 2 for a bad configuration.
+fn replay(args: &ReplayArgs) -> ExitCode {
+    let mut cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(cfg) => cfg,
+            Err(e) => return config_error(&e),
+        },
+        None => Config::default(),
+    };
+    if !args.control_ports.is_empty() {
+        cfg.control_ports = args.control_ports.clone();
+    }
+    let input: Box<dyn std::io::Read + Send> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        match std::fs::File::open(&args.file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("ftp-alg: {}: {e}", args.file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let report = match ftp_alg::replay::replay(input, cfg.engine(), &args.nat) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("ftp-alg: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut text = Vec::new();
+    let written = ftp_alg::replay::output::write(&report.records, args.json, &mut text);
+    let status = write_stdout(written.map(|()| text));
+    eprintln!(
+        "ftp-alg replay: {} control packets fed, {} leaving copies left out, {} cut by the snap length{}{}",
+        report.fed,
+        report.copies,
+        report.truncated,
+        if report.unknown_link > 0 {
+            format!(", {} frames of an unknown link type", report.unknown_link)
+        } else {
+            String::new()
+        },
+        if report.cut_at_end { "; the file ends inside a packet" } else { "" },
+    );
+    status
 }
 
 fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,0 +1,224 @@
+//! Reading a capture file: pcap or pcapng, into timestamped IP packets.
+//!
+//! `pcap-parser` (rusticata) reads both formats as a stream of blocks;
+//! this module keeps what replay needs from them: per packet its time
+//! (since the Unix epoch, in the file's resolution), its IP bytes, and
+//! the direction and interface where the link layer or pcapng's
+//! `epb_flags` record them. Frames cut short by the capture's snap length
+//! are counted and left out: a cut control segment cannot be parsed, and
+//! feeding it would make the engine see a hole in the stream.
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
+
+use super::link::{decode, Datagram, Direction, LinkType};
+
+/// One packet of the capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Capture time, since the Unix epoch.
+    pub time: Duration,
+    /// Received or sent by the capturing host, when recorded.
+    pub direction: Option<Direction>,
+    /// Interface (SLL2 index, or pcapng interface number).
+    pub interface: Option<u32>,
+    /// The IP packet.
+    pub ip: Vec<u8>,
+}
+
+/// The packets kept from a capture, and what was left out.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// Packets kept, in file order.
+    pub frames: Vec<Frame>,
+    /// Frames cut by the snap length (left out).
+    pub truncated: usize,
+    /// Frames of a link type this reader does not know (left out).
+    pub unknown_link: usize,
+    /// The file ended inside a block (a capture still being written).
+    pub cut_at_end: bool,
+}
+
+/// Why a capture cannot be read at all.
+#[derive(Debug)]
+pub struct CaptureError(String);
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+/// One pcapng interface: its link type and clock.
+#[derive(Clone, Copy)]
+struct Interface {
+    link: Option<LinkType>,
+    /// Timestamp units per second (`if_tsresol`, default microseconds).
+    resolution: u64,
+    /// Seconds added to every timestamp (`if_tsoffset`).
+    offset: i64,
+}
+
+/// pcapng `epb_flags` (option 2 of an Enhanced Packet Block): bits 0-1
+/// are the direction, 1 inbound, 2 outbound.
+const EPB_FLAGS: u16 = 2;
+
+fn epb_direction(flags: u32) -> Option<Direction> {
+    match flags & 3 {
+        1 => Some(Direction::Incoming),
+        2 => Some(Direction::Outgoing),
+        _ => None,
+    }
+}
+
+fn time(secs: u64, frac: u64, resolution: u64) -> Duration {
+    let nanos = u128::from(frac) * 1_000_000_000 / u128::from(resolution.max(1));
+    Duration::from_secs(secs) + Duration::from_nanos(nanos as u64)
+}
+
+/// Reads every packet of a pcap or pcapng stream; `keep` chooses the IP
+/// packets worth keeping in memory (replay keeps TCP control packets and
+/// connection openings).
+pub fn read(
+    input: impl Read + Send,
+    mut keep: impl FnMut(&[u8]) -> bool,
+) -> Result<Capture, CaptureError> {
+    const START: usize = 1 << 16;
+    const MAX: usize = 1 << 26;
+    let mut capacity = START;
+    let mut reader = create_reader(capacity, input)
+        .map_err(|e| CaptureError(format!("not a pcap or pcapng file ({e:?})")))?;
+    let mut out = Capture::default();
+    let mut legacy: Option<(Option<LinkType>, bool)> = None;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut last_time = Duration::ZERO;
+    let mut stalled = 0u32;
+    let mut push = |out: &mut Capture,
+                    link: Option<LinkType>,
+                    frame: &[u8],
+                    cut: bool,
+                    time: Duration,
+                    flags: Option<Direction>,
+                    if_id: Option<u32>| {
+        let Some(link) = link else {
+            out.unknown_link += 1;
+            return;
+        };
+        let Some(Datagram {
+            ip,
+            direction,
+            interface,
+        }) = decode(link, frame)
+        else {
+            return;
+        };
+        if cut {
+            out.truncated += 1;
+            return;
+        }
+        if keep(ip) {
+            out.frames.push(Frame {
+                time,
+                direction: direction.or(flags),
+                interface: interface.or(if_id),
+                ip: ip.to_vec(),
+            });
+        }
+    };
+    loop {
+        match reader.next() {
+            Ok((offset, block)) => {
+                stalled = 0;
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        legacy = Some((
+                            LinkType::from_number(h.network.0),
+                            h.is_nanosecond_precision(),
+                        ));
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        let (link, nanos) = legacy.unwrap_or((None, false));
+                        let resolution = if nanos { 1_000_000_000 } else { 1_000_000 };
+                        last_time = time(b.ts_sec.into(), b.ts_usec.into(), resolution);
+                        push(
+                            &mut out,
+                            link,
+                            b.data,
+                            b.caplen < b.origlen,
+                            last_time,
+                            None,
+                            None,
+                        );
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        interfaces.push(Interface {
+                            link: LinkType::from_number(idb.linktype.0),
+                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                            offset: idb.ts_offset(),
+                        })
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        let iface = interfaces.get(epb.if_id as usize).copied();
+                        let link = iface.and_then(|i| i.link);
+                        if let Some(i) = iface {
+                            let (secs, frac) = epb.decode_ts(0, i.resolution);
+                            let secs = (i64::from(secs) + i.offset).max(0) as u64;
+                            last_time = time(secs, frac.into(), i.resolution);
+                        }
+                        let flags = epb
+                            .options
+                            .iter()
+                            .find(|o| o.code.0 == EPB_FLAGS)
+                            .and_then(|o| o.as_u32_le().ok())
+                            .and_then(epb_direction);
+                        let cut = epb.caplen < epb.origlen;
+                        push(
+                            &mut out,
+                            link,
+                            epb.data,
+                            cut,
+                            last_time,
+                            flags,
+                            Some(epb.if_id),
+                        );
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        // No timestamp, interface 0 (pcapng §4.4).
+                        let link = interfaces.first().and_then(|i| i.link);
+                        let cut = (spb.data.len() as u32) < spb.origlen;
+                        push(&mut out, link, spb.data, cut, last_time, None, Some(0));
+                    }
+                    PcapBlockOwned::NG(_) => {}
+                }
+                reader.consume(offset);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::UnexpectedEof) => {
+                out.cut_at_end = true;
+                break;
+            }
+            Err(PcapError::Incomplete(_)) => {
+                // A block larger than the buffer: grow it (bounded).
+                stalled += 1;
+                if stalled > 2 {
+                    capacity *= 2;
+                    if capacity > MAX || !reader.grow(capacity) {
+                        return Err(CaptureError("a block larger than 64 MiB".into()));
+                    }
+                }
+                reader
+                    .refill()
+                    .map_err(|e| CaptureError(format!("read error ({e:?})")))?;
+            }
+            Err(e) => return Err(CaptureError(format!("malformed capture ({e:?})"))),
+        }
+    }
+    Ok(out)
+}

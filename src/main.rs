@@ -307,7 +307,7 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     let written = ftp_alg::replay::output::write(&report.records, args.json, &mut text);
     let status = write_stdout(written.map(|()| text));
     eprintln!(
-        "ftp-alg replay: {} control packets fed, {} leaving copies left out, {} cut by the snap length{}{}",
+        "ftp-alg replay: {} packets fed, {} leaving copies left out, {} cut by the snap length{}{}",
         report.fed,
         report.copies,
         report.truncated,

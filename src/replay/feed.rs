@@ -9,7 +9,7 @@
 //! that matches a live pinhole uses it up (the pinhole chain deletes the
 //! element), one that nobody used is reported when its lifetime ends.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let mut records = Vec::new();
     let mut live: Vec<Live> = Vec::new();
     let mut clock = Duration::ZERO;
-    let mut sessions: HashMap<SocketAddr, ()> = HashMap::new();
+    let mut sessions: HashSet<SocketAddr> = HashSet::new();
     for fed in &sorted.feed {
         clock = clock.max(fed.time);
         let now = base + clock.saturating_sub(start);
@@ -147,7 +147,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
                     expires: clock + opening.lifetime,
                 }),
                 What::Core(Event::SessionOpened { .. }) => {
-                    sessions.insert(session, ());
+                    sessions.insert(session);
                 }
                 _ => {}
             }
@@ -162,7 +162,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let mut open: Vec<SocketAddr> = engine
         .snapshot(now)
         .into_iter()
-        .filter(|s| s.state != SessionState::Closed && sessions.contains_key(&s.client))
+        .filter(|s| s.state != SessionState::Closed && sessions.contains(&s.client))
         .map(|s| s.client)
         .collect();
     open.sort();

@@ -316,7 +316,11 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         } else {
             String::new()
         },
-        if report.cut_at_end { "; the file ends inside a packet" } else { "" },
+        if report.cut_at_end {
+            "; the file ends inside a packet"
+        } else {
+            ""
+        },
     );
     status
 }

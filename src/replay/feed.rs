@@ -4,10 +4,8 @@
 //! time as `now` (a fixed `Instant` plus the time since the first packet,
 //! never going back: copies from two interfaces may be stamped slightly
 //! out of order). The NAT lookup answers from [`Sorted::mapping`]. Around
-//! the engine, this module follows what the firewall would do with the
-//! pinholes, from the capture itself: the first connection attempt (SYN)
-//! that matches a live pinhole uses it up (the pinhole chain deletes the
-//! element), one that nobody used is reported when its lifetime ends.
+//! the engine, [`Firewall`] follows what the gateway would do with the
+//! pinholes and the data connections that the capture shows.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +18,7 @@ use ftp_alg_proto::pinhole::Pinhole;
 use ftp_alg_proto::stats::SessionState;
 
 use super::copies::{NatSource, Sorted};
+use super::firewall::Firewall;
 
 /// One thing replay reports about a control session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +33,15 @@ pub enum What {
     PinholeClosed(Pinhole),
     /// A pinhole's lifetime ended with no connection through it.
     PinholeExpired(Pinhole),
+    /// A connection attempt between the session's two hosts that no
+    /// pinhole admits: the firewall drops it (unless another rule of the
+    /// admin's lets it through).
+    Blocked {
+        /// Its source address and port.
+        from: SocketAddr,
+        /// Where it was going.
+        to: SocketAddr,
+    },
     /// A data connection in the capture opened through this pinhole.
     DataConnection {
         /// The pinhole it used.
@@ -57,20 +65,6 @@ pub struct Record {
     pub what: What,
 }
 
-/// A pinhole the firewall would hold.
-struct Live {
-    session: SocketAddr,
-    pinhole: Pinhole,
-    expires: Duration,
-}
-
-/// True when the connection attempt `src -> dst` is the one `p` admits:
-/// as it reaches the gateway (before DNAT) or, seen behind the gateway,
-/// after it.
-fn admits(p: &Pinhole, src: SocketAddr, dst: SocketAddr) -> bool {
-    p.src == src.ip() && ((p.dst, p.dport) == (dst.ip(), dst.port()) || p.dnat == Some(dst))
-}
-
 /// Runs the sorted capture through a fresh engine.
 pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let control_ports = cfg.control_ports.clone();
@@ -81,16 +75,16 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let base = Instant::now();
     let start = sorted.feed.first().map_or(Duration::ZERO, |f| f.time);
     let mut records = Vec::new();
-    let mut live: Vec<Live> = Vec::new();
+    let mut firewall = Firewall::default();
     let mut clock = Duration::ZERO;
     let mut sessions: HashSet<SocketAddr> = HashSet::new();
     for fed in &sorted.feed {
         clock = clock.max(fed.time);
         let now = base + clock.saturating_sub(start);
-        expire(&mut live, clock, &mut records);
+        firewall.expire(clock, &mut records);
         if engine.poll_at().is_some_and(|t| t <= now) {
             for p in engine.poll(now) {
-                closed(&mut live, p, clock, &mut records);
+                firewall.close(p, clock, &mut records);
             }
         }
         let Ok(seg) = TcpSegment::parse(&fed.ip) else {
@@ -100,20 +94,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         let from_server = !to_server && control_ports.contains(&seg.src.port());
         if !to_server && !from_server {
             if seg.flags.syn && !seg.flags.ack {
-                if let Some(i) = live
-                    .iter()
-                    .position(|l| admits(&l.pinhole, seg.src, seg.dst))
-                {
-                    let l = live.remove(i);
-                    records.push(Record {
-                        time: clock,
-                        session: l.session,
-                        what: What::DataConnection {
-                            pinhole: l.pinhole,
-                            from: seg.src,
-                        },
-                    });
-                }
+                firewall.attempt(seg.src, seg.dst, clock, &mut records);
             }
             continue;
         }
@@ -141,23 +122,25 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         }
         for what in whats {
             match &what {
-                What::Core(Event::Pinhole { opening, .. }) => live.push(Live {
-                    session,
-                    pinhole: opening.pinhole,
-                    expires: clock + opening.lifetime,
-                }),
-                What::Core(Event::SessionOpened { .. }) => {
+                What::Core(Event::Pinhole { opening, .. }) => {
+                    firewall.open(session, opening.pinhole, clock + opening.lifetime)
+                }
+                What::Core(Event::SessionOpened { server, .. }) => {
                     sessions.insert(session);
+                    firewall.hosts(session, &[session.ip()], &[server.ip()]);
+                }
+                What::Nat(Some(m), _) => {
+                    firewall.hosts(session, &[m.client_public.ip()], &[m.server_real.ip()])
                 }
                 _ => {}
             }
             records.push(record(what));
         }
         for p in decision.close {
-            closed(&mut live, p, clock, &mut records);
+            firewall.close(p, clock, &mut records);
         }
     }
-    expire(&mut live, clock, &mut records);
+    firewall.expire(clock, &mut records);
     let now = base + clock.saturating_sub(start);
     let mut open: Vec<SocketAddr> = engine
         .snapshot(now)
@@ -172,31 +155,4 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         what: What::OpenAtEnd,
     }));
     records
-}
-
-/// Reports and forgets the pinholes whose lifetime ended by `clock`.
-fn expire(live: &mut Vec<Live>, clock: Duration, records: &mut Vec<Record>) {
-    live.retain(|l| {
-        let gone = l.expires <= clock;
-        if gone {
-            records.push(Record {
-                time: l.expires,
-                session: l.session,
-                what: What::PinholeExpired(l.pinhole),
-            });
-        }
-        !gone
-    });
-}
-
-/// Reports a pinhole the core closed, unless a connection used it already.
-fn closed(live: &mut Vec<Live>, p: Pinhole, clock: Duration, records: &mut Vec<Record>) {
-    if let Some(i) = live.iter().position(|l| l.pinhole == p) {
-        let l = live.remove(i);
-        records.push(Record {
-            time: clock,
-            session: l.session,
-            what: What::PinholeClosed(p),
-        });
-    }
 }

@@ -19,12 +19,15 @@
 //! * [`copies`]: which copy of a forwarded packet the daemon's hooks would
 //!   have seen, and the NAT mapping that the pair of copies shows (the
 //!   design choice is documented there and in `docs/replay.md`);
-//! * [`feed`]: the engine run, plus the pinholes' fate in the capture;
+//! * [`feed`]: the engine run;
+//! * [`firewall`]: the pinholes' fate, judged from the data connections in
+//!   the capture (used, expired unused, an attempt no pinhole admits);
 //! * [`output`]: text or JSON lines.
 
 pub mod capture;
 pub mod copies;
 pub mod feed;
+pub mod firewall;
 pub mod link;
 pub mod output;
 

@@ -74,6 +74,7 @@ pub fn kind(what: &What) -> &'static str {
         What::PinholeClosed(_) => "pinhole-closed",
         What::PinholeExpired(_) => "pinhole-expired",
         What::DataConnection { .. } => "data-connection",
+        What::Blocked { .. } => "blocked",
         What::OpenAtEnd => "open-at-end",
     }
 }
@@ -127,6 +128,9 @@ fn details(what: &What) -> String {
         What::PinholeClosed(p) => format!("{p}"),
         What::PinholeExpired(p) => format!("{p}: no connection within its lifetime"),
         What::DataConnection { pinhole, from } => format!("from {from} through {pinhole}"),
+        What::Blocked { from, to } => {
+            format!("connection from {from} to {to}: no pinhole admits it")
+        }
         What::OpenAtEnd => "the capture ends with the session open".into(),
     }
 }
@@ -210,6 +214,10 @@ pub fn json(r: &Record) -> Value {
         What::DataConnection { pinhole, from } => {
             pinhole_fields(&mut m, pinhole);
             m.insert("from".into(), json!(from.to_string()));
+        }
+        What::Blocked { from, to } => {
+            m.insert("from".into(), json!(from.to_string()));
+            m.insert("to".into(), json!(to.to_string()));
         }
         What::OpenAtEnd => {}
     }

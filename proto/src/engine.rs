@@ -227,10 +227,10 @@ struct Flow {
     fin_from_client: bool,
     fin_from_server: bool,
     closed_at: Option<Instant>,
-    /// The [`Reported::SessionOpened`] event, until the first packet that
-    /// the session handles reports it (the packet that started the
-    /// session may first ask for the NAT mapping).
-    unreported: Option<Reported>,
+    /// [`Reported::SessionOpened`] was reported: with the first packet
+    /// the session handled (the packet that started the session may
+    /// first ask for the NAT mapping, and is then handled again).
+    reported: bool,
 }
 
 /// Shared state of all flows that a flow's processing may touch.
@@ -399,7 +399,17 @@ impl Engine {
         };
         let was_open = flow.closed_at.is_none();
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared, &mut self.lines);
-        if let Some(opened) = flow.unreported.take() {
+        if !flow.reported {
+            // Its first handled packet: report the session's start first.
+            flow.reported = true;
+            let server = match dir {
+                Dir::ToServer => seg.dst,
+                Dir::ToClient => flow.server_public.unwrap_or(seg.src),
+            };
+            let opened = Reported::SessionOpened {
+                server,
+                mid_stream: flow.syn_seq.is_none(),
+            };
             decision.events.insert(0, opened);
         }
         if was_open && flow.closed_at.is_some() {
@@ -470,10 +480,6 @@ impl Engine {
         }
         let flow = if opening {
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
-            flow.unreported = Some(Reported::SessionOpened {
-                server: seg.dst,
-                mid_stream: false,
-            });
             flow.syn_seq = Some(seg.seq);
             flow.to_server.lines.start_at(seg.seq.offset(1));
             debug!(%client, server = %seg.dst, "control session opened");
@@ -482,13 +488,7 @@ impl Engine {
             // Picked up mid-stream (e.g. after a restart): follow it, but
             // honour announcements only once a reply resynchronises us.
             info!(%client, "control session picked up mid-stream");
-            let mut flow = Flow::new(client, ControlSession::resync(), now, self.cfg.max_line);
-            let server = if seg.dst == client { seg.src } else { seg.dst };
-            flow.unreported = Some(Reported::SessionOpened {
-                server,
-                mid_stream: true,
-            });
-            flow
+            Flow::new(client, ControlSession::resync(), now, self.cfg.max_line)
         };
         self.flows.insert(client, flow);
         self.stats.sessions_opened += 1;
@@ -607,7 +607,7 @@ impl Flow {
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
-            unreported: None,
+            reported: false,
         }
     }
 

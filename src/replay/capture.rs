@@ -15,7 +15,7 @@ use std::time::Duration;
 use pcap_parser::pcapng::Block;
 use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 
-use super::link::{decode, Datagram, Direction, LinkType};
+use super::link::{decode, Direction, LinkType};
 
 /// One packet of the capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,41 @@ fn time(secs: u64, frac: u64, resolution: u64) -> Duration {
     Duration::from_secs(secs) + Duration::from_nanos(nanos as u64)
 }
 
+/// One frame as the file describes it, before its link layer is decoded.
+struct Raw<'a> {
+    link: Option<LinkType>,
+    data: &'a [u8],
+    /// Shorter than on the wire (snap length).
+    cut: bool,
+    time: Duration,
+    /// From pcapng's `epb_flags`; the link layer's own wins.
+    direction: Option<Direction>,
+    interface: Option<u32>,
+}
+
+impl Capture {
+    /// Decodes `raw` and keeps its IP packet if `keep` wants it.
+    fn push(&mut self, raw: Raw<'_>, keep: &mut impl FnMut(&[u8]) -> bool) {
+        let Some(link) = raw.link else {
+            self.unknown_link += 1;
+            return;
+        };
+        let Some(d) = decode(link, raw.data) else {
+            return;
+        };
+        if raw.cut {
+            self.truncated += 1;
+        } else if keep(d.ip) {
+            self.frames.push(Frame {
+                time: raw.time,
+                direction: d.direction.or(raw.direction),
+                interface: d.interface.or(raw.interface),
+                ip: d.ip.to_vec(),
+            });
+        }
+    }
+}
+
 /// Reads every packet of a pcap or pcapng stream; `keep` chooses the IP
 /// packets worth keeping in memory (replay keeps TCP control packets and
 /// connection openings).
@@ -99,38 +134,6 @@ pub fn read(
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut last_time = Duration::ZERO;
     let mut stalled = 0u32;
-    let mut push = |out: &mut Capture,
-                    link: Option<LinkType>,
-                    frame: &[u8],
-                    cut: bool,
-                    time: Duration,
-                    flags: Option<Direction>,
-                    if_id: Option<u32>| {
-        let Some(link) = link else {
-            out.unknown_link += 1;
-            return;
-        };
-        let Some(Datagram {
-            ip,
-            direction,
-            interface,
-        }) = decode(link, frame)
-        else {
-            return;
-        };
-        if cut {
-            out.truncated += 1;
-            return;
-        }
-        if keep(ip) {
-            out.frames.push(Frame {
-                time,
-                direction: direction.or(flags),
-                interface: interface.or(if_id),
-                ip: ip.to_vec(),
-            });
-        }
-    };
     loop {
         match reader.next() {
             Ok((offset, block)) => {
@@ -146,15 +149,15 @@ pub fn read(
                         let (link, nanos) = legacy.unwrap_or((None, false));
                         let resolution = if nanos { 1_000_000_000 } else { 1_000_000 };
                         last_time = time(b.ts_sec.into(), b.ts_usec.into(), resolution);
-                        push(
-                            &mut out,
+                        let raw = Raw {
                             link,
-                            b.data,
-                            b.caplen < b.origlen,
-                            last_time,
-                            None,
-                            None,
-                        );
+                            data: b.data,
+                            cut: b.caplen < b.origlen,
+                            time: last_time,
+                            direction: None,
+                            interface: None,
+                        };
+                        out.push(raw, &mut keep);
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -172,28 +175,34 @@ pub fn read(
                             let secs = (i64::from(secs) + i.offset).max(0) as u64;
                             last_time = time(secs, frac.into(), i.resolution);
                         }
-                        let flags = epb
+                        let direction = epb
                             .options
                             .iter()
                             .find(|o| o.code.0 == EPB_FLAGS)
                             .and_then(|o| o.as_u32_le().ok())
                             .and_then(epb_direction);
-                        let cut = epb.caplen < epb.origlen;
-                        push(
-                            &mut out,
+                        let raw = Raw {
                             link,
-                            epb.data,
-                            cut,
-                            last_time,
-                            flags,
-                            Some(epb.if_id),
-                        );
+                            data: epb.data,
+                            cut: epb.caplen < epb.origlen,
+                            time: last_time,
+                            direction,
+                            interface: Some(epb.if_id),
+                        };
+                        out.push(raw, &mut keep);
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         // No timestamp, interface 0 (pcapng §4.4).
                         let link = interfaces.first().and_then(|i| i.link);
-                        let cut = (spb.data.len() as u32) < spb.origlen;
-                        push(&mut out, link, spb.data, cut, last_time, None, Some(0));
+                        let raw = Raw {
+                            link,
+                            data: spb.data,
+                            cut: (spb.data.len() as u32) < spb.origlen,
+                            time: last_time,
+                            direction: None,
+                            interface: Some(0),
+                        };
+                        out.push(raw, &mut keep);
                     }
                     PcapBlockOwned::NG(_) => {}
                 }

@@ -191,3 +191,24 @@ fn not_a_capture_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
 }
+
+#[test]
+fn cut_or_damaged_captures_never_panic() {
+    // Peer input is never an error of ours, and neither is a damaged
+    // file: every prefix, and every prefix with a flipped byte, reads as
+    // a capture (maybe cut short) or is refused.
+    for name in ["lftp-pasv-dnat.pcap", "ftplib-epsv-v6.pcap"] {
+        let bytes = std::fs::read(path(name)).unwrap();
+        let ng = to_pcapng(&frames(name));
+        for data in [bytes, ng] {
+            for end in (0..data.len()).step_by(157) {
+                let mut d = data[..end].to_vec();
+                let _ = ftp_alg::replay::replay(&d[..], Default::default(), &[]);
+                if let Some(b) = d.get_mut(end / 2) {
+                    *b ^= 0x5a;
+                }
+                let _ = ftp_alg::replay::replay(&d[..], Default::default(), &[]);
+            }
+        }
+    }
+}

@@ -163,7 +163,7 @@ pub fn read(
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                         interfaces.push(Interface {
                             link: LinkType::from_number(idb.linktype.0),
-                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                            resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
                             offset: idb.ts_offset(),
                         })
                     }

@@ -65,6 +65,12 @@ pub struct Record {
     pub what: What,
 }
 
+/// `base` moved on by `elapsed`; a capture whose clock jumps beyond what
+/// an `Instant` holds stays at `base` rather than panicking.
+fn at(base: Instant, elapsed: Duration) -> Instant {
+    base.checked_add(elapsed).unwrap_or(base)
+}
+
 /// Runs the sorted capture through a fresh engine.
 pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let control_ports = cfg.control_ports.clone();
@@ -80,7 +86,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
     let mut sessions: HashSet<SocketAddr> = HashSet::new();
     for fed in &sorted.feed {
         clock = clock.max(fed.time);
-        let now = base + clock.saturating_sub(start);
+        let now = at(base, clock.saturating_sub(start));
         firewall.expire(clock, &mut records);
         if engine.poll_at().is_some_and(|t| t <= now) {
             for p in engine.poll(now) {
@@ -141,7 +147,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         }
     }
     firewall.expire(clock, &mut records);
-    let now = base + clock.saturating_sub(start);
+    let now = at(base, clock.saturating_sub(start));
     let mut open: Vec<SocketAddr> = engine
         .snapshot(now)
         .into_iter()

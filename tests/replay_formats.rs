@@ -212,3 +212,18 @@ fn cut_or_damaged_captures_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_capture_started_mid_session_still_finds_the_mapping() {
+    // Without the handshake and the greeting (both copies of the first
+    // eight packets dropped): the copies pair up on a later segment, the
+    // session resynchronises on a reply, and the PORT is still rewritten.
+    let all = frames("curl-port-plus1.pcap");
+    let full = lines(&replay_file("curl-port-plus1.pcap"));
+    let cut = lines(&replay_bytes(&to_pcapng(&all[16..]), &[]));
+    assert_eq!(
+        cut[0],
+        "198.51.100.2:41970 session-start to server 203.0.113.10:21 (picked up mid-stream)"
+    );
+    assert_eq!(cut[1..], full[1..], "{cut:#?}");
+}

@@ -89,8 +89,26 @@ fn ftplib_epsv_over_ipv6_untranslated() {
     );
 }
 
+#[test]
+fn ftplib_refused_ports_then_pasv() {
+    assert_eq!(
+        lines(&replay_file("ftplib-refusals.pcap")),
+        [
+            "198.51.100.2:39768 session-start to server 203.0.113.10:21",
+            "198.51.100.2:39768 nat client seen by the server as 203.0.113.254:39768, server is 203.0.113.10:21 (capture)",
+            "198.51.100.2:39768 refusal PORT nothing opened: data port below 1024 (privileged_port)",
+            "198.51.100.2:39768 refusal PORT nothing opened: address is not the announcing peer's own (third_party_address)",
+            "198.51.100.2:39768 announcement 227 203.0.113.10 port 23077",
+            "198.51.100.2:39768 pinhole 198.51.100.2 -> 203.0.113.10:23077 for 30 s (227)",
+            "198.51.100.2:39768 data-connection from 198.51.100.2:58734 through 198.51.100.2 -> 203.0.113.10:23077",
+            "198.51.100.2:39768 session-end control connection closed",
+        ]
+    );
+}
+
 /// The daemon's INFO lines for a session (JSON logs, saved by record.sh)
-/// and replay's records, in the same words: translation, rewrite, pinhole.
+/// and replay's records, in the same words: translation, rewrite,
+/// refusal, pinhole.
 fn daemon_lines(name: &str) -> Vec<String> {
     let log = std::fs::read_to_string(path(name)).unwrap();
     log.lines()
@@ -113,6 +131,15 @@ fn daemon_lines(name: &str) -> Vec<String> {
                     s("to"),
                     f["delta"]
                 )),
+                "announcement refused; nothing opened" => Some(format!(
+                    "{} refusal {} {}",
+                    s("client"),
+                    s("form"),
+                    s("reason")
+                )),
+                "line ignored; nothing opened" => {
+                    Some(format!("{} refusal - {}", s("client"), s("reason")))
+                }
                 "pinhole opened" => Some(format!(
                     "{} pinhole {} {}",
                     s("client"),
@@ -148,6 +175,10 @@ fn replay_lines(records: &[Record]) -> Vec<String> {
                     to,
                     delta,
                 }) => Some(format!("{c} rewrite {form:?} {from} {to} {delta}")),
+                What::Core(Event::Refusal { form, reason }) => Some(match form {
+                    Some(f) => format!("{c} refusal {f:?} {reason}"),
+                    None => format!("{c} refusal - {reason}"),
+                }),
                 What::Core(Event::Pinhole { form, opening }) => {
                     Some(format!("{c} pinhole {form:?} {}", opening.pinhole))
                 }
@@ -165,6 +196,7 @@ fn replay_decides_what_the_live_daemon_logged() {
         "curl-port-minus3",
         "lftp-pasv-dnat",
         "ftplib-epsv-v6",
+        "ftplib-refusals",
     ] {
         let daemon = daemon_lines(&format!("{name}.alg.log"));
         assert!(!daemon.is_empty(), "{name}: no daemon lines");

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # tests/captures/record.sh -- re-record the replay test captures (root).
 #
-#   flock /tmp/ftp-alg-lab.lock tests/captures/record.sh [OUTDIR]
+#   flock /tmp/ftp-alg-lab.lock tests/captures/record.sh [OUTDIR [CASE...]]
 #
 # Builds a private lab (scripts/lib-lab.sh, namespaces fa-lab-rc<PID>-*),
 # starts ftp-alg on the gateway (FTP_ALG_BIN, default target/debug/ftp-alg)
 # with JSON logs, and for each case captures `tcpdump -i any` on the
 # gateway (SLL2) while one client fetches small.bin (4 KiB). Writes
 # CASE.pcap and CASE.alg.log (the daemon's log lines during that case) to
-# OUTDIR (default tests/captures). The lab is removed at the end, also on
-# failure.
+# OUTDIR (default tests/captures); all cases, or the CASEs named. The lab
+# is removed at the end, also on failure.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=${1:-$HERE}
+shift $(($# > 0 ? 1 : 0))
+CASES=("$@")
 export FTP_ALG_BIN=${FTP_ALG_BIN:-$REPO/target/debug/ftp-alg}
 # shellcheck source=scripts/lib-lab.sh
 source "$REPO/scripts/lib-lab.sh"
@@ -57,15 +59,37 @@ capture() {
 }
 
 curl=(curl -q -sS --connect-timeout 3 -m 15 -o /dev/null)
-capture curl-epsv "$NS_CL" "${curl[@]}" ftp://203.0.113.10/small.bin
-capture curl-port-plus1 "$NS_CL" "${curl[@]}" -P - --disable-eprt ftp://203.0.113.10/small.bin
-capture curl-port-minus3 "$NS_CS" "${curl[@]}" -P - --disable-eprt ftp://203.0.113.10/small.bin
-capture lftp-pasv-dnat "$NS_CO" lftp -c "set net:timeout 5; set net:max-retries 1; set ftp:passive-mode on; \
+case_curl-epsv() { capture curl-epsv "$NS_CL" "${curl[@]}" ftp://203.0.113.10/small.bin; }
+case_curl-port-plus1() { capture curl-port-plus1 "$NS_CL" "${curl[@]}" -P - --disable-eprt ftp://203.0.113.10/small.bin; }
+case_curl-port-minus3() { capture curl-port-minus3 "$NS_CS" "${curl[@]}" -P - --disable-eprt ftp://203.0.113.10/small.bin; }
+case_lftp-pasv-dnat() {
+    capture lftp-pasv-dnat "$NS_CO" lftp -c "set net:timeout 5; set net:max-retries 1; set ftp:passive-mode on; \
 set ftp:prefer-epsv no; set ftp:ssl-allow no; set xfer:clobber yes; set cmd:interactive no; \
 open -u anonymous,lab@ ftp://203.0.113.1; get small.bin -o /dev/null"
-capture ftplib-epsv-v6 "$NS_CL" python3 -c '
+}
+case_ftplib-epsv-v6() {
+    capture ftplib-epsv-v6 "$NS_CL" python3 -c '
 import ftplib, io
 f = ftplib.FTP("2001:db8:2::10", timeout=10)
 f.login()
 f.retrbinary("RETR small.bin", io.BytesIO().write)
 f.quit()'
+}
+# Refusals: a PORT to a privileged port, a PORT naming another host (the
+# bounce of RFC 2577), then a passive download that works.
+case_ftplib-refusals() {
+    capture ftplib-refusals "$NS_CL" python3 -c '
+import ftplib, io
+f = ftplib.FTP("203.0.113.10", timeout=10)
+f.login()
+for port in ("PORT 198,51,100,2,0,25", "PORT 198,51,100,99,195,80"):
+    try:
+        f.sendcmd(port)
+    except ftplib.error_perm:
+        pass # vsftpd refuses what ftp-alg left untranslated
+f.set_pasv(True)
+f.retrbinary("RETR small.bin", io.BytesIO().write)
+f.quit()'
+}
+ALL=(curl-epsv curl-port-plus1 curl-port-minus3 lftp-pasv-dnat ftplib-epsv-v6 ftplib-refusals)
+for c in "${CASES[@]:-${ALL[@]}}"; do "case_$c"; done

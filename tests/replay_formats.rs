@@ -227,3 +227,37 @@ fn a_capture_started_mid_session_still_finds_the_mapping() {
     );
     assert_eq!(cut[1..], full[1..], "{cut:#?}");
 }
+
+#[test]
+fn a_policy_file_answers_what_if() {
+    // The same capture under `allow_privileged_ports = true`: the PORT to
+    // port 25 would have been rewritten and pinholed.
+    let cfg = std::env::temp_dir().join(format!("ftp-alg-replay-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[policy]\nallow_privileged_ports = true\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-alg"))
+        .arg("replay")
+        .arg("--config")
+        .arg(&cfg)
+        .arg(path("ftplib-refusals.pcap"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&cfg).unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let events: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    assert_eq!(
+        events[2..5],
+        [
+            "198.51.100.2:39768 announcement PORT 198.51.100.2 port 25",
+            "198.51.100.2:39768 rewrite PORT \"198,51,100,2,0,25\" -> \"203,0,113,254,0,25\" (+1 bytes)",
+            "198.51.100.2:39768 pinhole 203.0.113.10 -> 203.0.113.254:25 (dnat 198.51.100.2:25) for 30 s (PORT)",
+        ]
+    );
+    // The capture's server still answers 500 (it got the PORT untranslated
+    // in reality): the core closes the pinhole on that refusal.
+    assert_eq!(
+        events[5],
+        "198.51.100.2:39768 pinhole-closed 203.0.113.10 -> 203.0.113.254:25 (dnat 198.51.100.2:25)"
+    );
+    assert!(events[6].contains("third_party_address"), "{events:#?}");
+}

@@ -345,3 +345,24 @@ pub fn sort(frames: &[Frame], control_ports: &[u16], options: &[NatOption]) -> S
     sorted.twins = twins;
     sorted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_options_parse_and_apply() {
+        let o: NatOption = "198.51.100.2=203.0.113.254".parse().unwrap();
+        let c: SocketAddr = "198.51.100.2:4000".parse().unwrap();
+        assert_eq!(o.apply(c), Some("203.0.113.254:4000".parse().unwrap()));
+        let d: NatOption = "203.0.113.1:21=192.0.2.10:2121".parse().unwrap();
+        assert_eq!(
+            d.apply("203.0.113.1:21".parse().unwrap()),
+            Some("192.0.2.10:2121".parse().unwrap())
+        );
+        assert_eq!(d.apply("203.0.113.1:22".parse().unwrap()), None);
+        assert!("198.51.100.2=2001:db8::1".parse::<NatOption>().is_err());
+        assert!("198.51.100.2".parse::<NatOption>().is_err());
+        assert!("x=198.51.100.2".parse::<NatOption>().is_err());
+    }
+}

@@ -19,7 +19,7 @@ pub const TABLE_NAME: &str = "ftp_alg";
 pub const RULE_COMMENT: &str = "ftp-alg";
 
 /// Default path of the status socket.
-pub const DEFAULT_STATUS_SOCKET: &str = "/run/ftp-alg.sock";
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/ftp-alg/status.sock";
 
 /// Settings of one ftp-alg instance.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -9,9 +9,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
+use ftp_alg::queue::watchdog::sd_notify;
 use ftp_alg::queue::{block_control_signals, run_until_signalled, Housekeeper, Worker};
 use ftp_alg::rules;
 use ftp_alg::telemetry;
+use ftp_alg::telemetry::status_view::StatusReport;
 use ftp_alg::telemetry::{metrics, status};
 use ftp_alg_proto::engine::Engine;
 
@@ -58,7 +60,11 @@ enum Command {
     Replay(ReplayArgs),
     /// Show the running daemon's sessions and pinholes (needs root).
     Status {
-        /// Status socket [default: status_socket of --config, else /run/ftp-alg.sock].
+        /// Print the daemon's answer as JSON (one object; schema 1, see
+        /// the status_view module) instead of the text view.
+        #[arg(long)]
+        json: bool,
+        /// Status socket [default: status_socket of --config, else /run/ftp-alg/status.sock].
         #[arg(long)]
         socket: Option<PathBuf>,
         /// Configuration file naming the socket.
@@ -227,7 +233,11 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "ftp-alg", &mut script);
             write_stdout(Ok(script))
         }
-        Command::Status { socket, config } => {
+        Command::Status {
+            json,
+            socket,
+            config,
+        } => {
             let path = match (socket, config) {
                 (Some(path), _) => path,
                 (None, Some(file)) => match Config::load(&file) {
@@ -236,11 +246,21 @@ fn main() -> ExitCode {
                 },
                 (None, None) => Config::default().status_socket,
             };
-            match status::query(&path) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
+            let answer = status::query(&path).and_then(|text| {
+                StatusReport::from_json(&text)
+                    .map(|report| (text, report))
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{}: not a status report: {e}", path.display()),
+                        )
+                    })
+            });
+            match answer {
+                // The JSON as the daemon sent it: fields this client does
+                // not know survive.
+                Ok((text, _)) if json => write_stdout(Ok(text.into_bytes())),
+                Ok((_, report)) => write_stdout(Ok(report.render_text().into_bytes())),
                 Err(e) => {
                     eprintln!("ftp-alg: {e}");
                     ExitCode::FAILURE
@@ -353,42 +373,18 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         info!(queue = cfg.queue_num, queues = cfg.queues, ports = ?cfg.control_ports, "ftp-alg ready");
         println!("ftp-alg ready (queue {})", rules::queue_range(cfg));
         let _ = std::io::stdout().flush();
-        notify_systemd("READY=1");
+        sd_notify("READY=1");
         let mut reload = |hk: &Housekeeper| reload_config(cfg, config_path.as_deref(), hk);
         run_until_signalled(workers, housekeeper, &mut reload)
         // `_status` drops here: the socket file is removed.
     });
-    notify_systemd("STOPPING=1");
+    sd_notify("STOPPING=1");
     if let Some(installed) = installed {
         installed.remove()?;
         info!("rules removed");
     }
     result?;
     Ok(())
-}
-
-/// Tells systemd (Type=notify) about readiness and shutdown: one datagram
-/// to $NOTIFY_SOCKET (sd_notify(3)); nothing when it is not set.
-fn notify_systemd(state: &str) {
-    use std::os::unix::net::UnixDatagram;
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sent = UnixDatagram::unbound().and_then(|socket| {
-        let bytes = path.as_encoded_bytes();
-        match bytes.strip_prefix(b"@") {
-            // A leading '@' names a socket in the abstract namespace.
-            Some(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                socket.send_to_addr(state.as_bytes(), &addr)
-            }
-            None => socket.send_to(state.as_bytes(), &path),
-        }
-    });
-    if let Err(e) = sent {
-        warn!(error = %e, "cannot notify systemd");
-    }
 }
 
 /// Starts the metrics endpoint when configured (failing to bind it is an
@@ -402,6 +398,14 @@ fn serve_telemetry(
         let (bound, _thread) = metrics::serve(addr, published.clone())
             .map_err(|e| std::io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
         info!(address = %bound, "metrics served at /metrics");
+    }
+    // systemd's RuntimeDirectory= makes the directory; elsewhere the first
+    // start does, private like the socket.
+    if let Some(dir) = cfg.status_socket.parent().filter(|d| !d.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            warn!(error = %e, dir = %dir.display(), "cannot create the status socket's directory");
+        }
     }
     match status::serve(&cfg.status_socket, published.clone()) {
         Ok(server) => Ok(Some(server)),

@@ -118,7 +118,7 @@ fn systemd_unit_verifies() {
     let path = dir.join("ftp-alg.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/sbin/ftp-alg", env!("CARGO_BIN_EXE_ftp-alg")),
+        unit.replace("/usr/sbin/ftp-alg", env!("CARGO_BIN_EXE_ftp-alg")),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

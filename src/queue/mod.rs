@@ -1,11 +1,13 @@
 //! The NFQUEUE shell: worker threads that feed queued control packets to
 //! the engine and carry out its decisions ([`worker`]), the housekeeper
 //! that runs its timers, telemetry and reloads ([`housekeeping`]), and the
-//! signals that start and stop them ([`signals`]).
+//! signals that start and stop them ([`signals`]), and systemd's
+//! watchdog, fed while the workers are alive ([`watchdog`]).
 
 mod core;
 pub mod housekeeping;
 pub mod signals;
+pub mod watchdog;
 pub mod worker;
 
 pub use housekeeping::Housekeeper;

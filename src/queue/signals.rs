@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::core::lock;
 use super::housekeeping::{Housekeeper, TICK};
+use super::watchdog::Watchdog;
 use super::worker::Worker;
 
 /// How often stopping workers are interrupted until they have all ended
@@ -77,7 +78,8 @@ impl Drop for Registered<'_> {
 /// calling thread until SIGTERM or SIGINT; SIGHUP calls `reload`. The
 /// housekeeper sleeps until a signal, the engine's next timer or the next
 /// telemetry tick. A worker whose queue socket fails stops them all, and
-/// its error is returned.
+/// its error is returned. Under systemd's `WatchdogSec=` the housekeeper
+/// pings it while every worker is alive ([`Watchdog`]).
 pub fn run_until_signalled(
     workers: Vec<Worker>,
     mut housekeeper: Housekeeper,
@@ -99,6 +101,7 @@ pub fn run_until_signalled(
             "no queue to serve",
         ));
     }
+    let mut watchdog = Watchdog::from_env(workers.iter().map(Worker::heartbeat).collect());
     let (tx, rx) = mpsc::channel();
     // Detached on purpose: it waits in sigwait until the process ends.
     std::thread::spawn(move || {
@@ -148,6 +151,9 @@ pub fn run_until_signalled(
                 next_publish = now + TICK;
             }
             housekeeper.tick(now, publish);
+            if let Some(watchdog) = &mut watchdog {
+                watchdog.tick(now);
+            }
         }
         let mut result = Ok(());
         for handle in handles {

@@ -14,6 +14,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ftp_alg_proto::engine::{Decision, Engine, NatMapping, Verdict};
@@ -21,6 +22,7 @@ use tracing::{debug, error, warn};
 
 use super::core::{lock, Core, SharedCore};
 use super::housekeeping::Housekeeper;
+use super::watchdog::Heartbeat;
 use crate::kernel::conntrack::Conntrack;
 use crate::kernel::nfqueue::{self, NfQueue, Packet, RecvError};
 use crate::kernel::nft::NftPinholes;
@@ -42,6 +44,7 @@ pub struct Worker {
     pinholes: NftPinholes,
     busy_poll: Duration,
     last_packet: Option<Instant>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Worker {
@@ -73,6 +76,7 @@ impl Worker {
             pinholes: NftPinholes::open(table)?,
             busy_poll: Duration::ZERO,
             last_packet: None,
+            heartbeat: Heartbeat::shared(),
         })
     }
 
@@ -85,6 +89,11 @@ impl Worker {
     /// 10-80 us). Spinning trades CPU during sessions for that latency.
     pub fn set_busy_poll(&mut self, busy_poll: Duration) {
         self.busy_poll = busy_poll;
+    }
+
+    /// This worker's progress counter, for the watchdog.
+    pub(crate) fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
     }
 
     /// The next queued packet: first polled without sleeping while within
@@ -110,7 +119,12 @@ impl Worker {
                 return result;
             }
         }
-        self.queue.recv()
+        // Idle while blocked here, however long: the watchdog must not
+        // take a quiet gateway for a stuck worker.
+        self.heartbeat.entering_recv();
+        let received = self.queue.recv();
+        self.heartbeat.left_recv();
+        received
     }
 
     /// Processes packets until `stop()` is true (checked whenever a signal

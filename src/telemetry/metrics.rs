@@ -35,6 +35,7 @@ pub fn render(p: &Published) -> String {
     let s = &p.shell;
     let mut out = String::with_capacity(4096);
 
+    build_info(&mut out);
     counter(
         &mut out,
         "sessions_opened_total",
@@ -149,6 +150,37 @@ pub fn render(p: &Published) -> String {
         &s.processing,
     );
     out
+}
+
+/// The labels of `ftp_alg_build_info`: what was built, for which machine.
+pub const BUILD_INFO: &[(&str, &str)] = &[
+    ("version", env!("CARGO_PKG_VERSION")),
+    ("arch", std::env::consts::ARCH),
+    ("os", std::env::consts::OS),
+    (
+        "profile",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    ),
+];
+
+/// `ftp_alg_build_info{version="...",...} 1`: the usual info-gauge idiom, so
+/// that dashboards can join the running version onto any other series.
+fn build_info(out: &mut String) {
+    header(
+        out,
+        "build_info",
+        "Always 1; the labels say which build is running.",
+        "gauge",
+    );
+    let labels: Vec<String> = BUILD_INFO
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    let _ = writeln!(out, "ftp_alg_build_info{{{}}} 1", labels.join(","));
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -559,6 +591,24 @@ mod tests {
     }
 
     #[test]
+    fn build_info_names_the_version() {
+        let text = render(&Published::default());
+        let l = lines(&text);
+        assert!(l.contains(&"# TYPE ftp_alg_build_info gauge"), "{text}");
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let want = format!(
+            "ftp_alg_build_info{{version=\"{}\",arch=\"{}\",os=\"linux\",profile=\"{profile}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        );
+        assert!(l.contains(&want.as_str()), "missing {want:?} in\n{text}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\\b\"c\nd"), r#"a\\b\"c\nd"#);
         assert_eq!(escape("plain-text"), "plain-text");
@@ -633,7 +683,7 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "bad value in {l:?}");
             }
         }
-        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.len(), 17);
         assert!(text.ends_with('\n'));
     }
 

@@ -5,26 +5,13 @@
 //! connection can be accepted, so only its owner (root, when the daemon
 //! runs as root) can connect.
 //!
-//! The output is stable and greppable, one line per session and one per
-//! pinhole (a `conntrack -L expect` in spirit):
-//!
-//! ```text
-//! session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.100.5:21 state ready idle 3s seq +2/+0
-//!   pinhole 198.51.100.5 -> 203.0.113.1:40001 dnat 192.0.2.10:50000 expires in 28s
-//! 1 sessions, 1 pinholes
-//! ```
-//!
-//! Sessions are sorted by client address, pinholes by their addresses.
-//! `client_public` is shown only when known and different from the client,
-//! `server_real` only when known and different from `server_public`;
-//! `server_public` shows `?` when unknown. `seq` is the length change so far
-//! client-to-server / server-to-client, in bytes, always signed. Seconds are
-//! rounded down.
+//! The daemon writes one [`StatusReport`] as a JSON line (its schema:
+//! [`crate::telemetry::status_view`]); `ftp-alg status` renders the text
+//! view from it, `ftp-alg status --json` prints it as it came.
 //!
 //! Should the packet loop not answer within [`SESSIONS_TIMEOUT`], the answer
-//! is a comment line and the counts of the latest published counters.
+//! says so (`listed: false`) with the counts of the latest published counters.
 
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -36,9 +23,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ftp_alg_proto::stats::SessionInfo;
-
-use crate::telemetry::{labels, Published, Shared};
+use crate::telemetry::status_view::StatusReport;
+use crate::telemetry::Shared;
 
 /// Time the packet loop has to list its sessions; it wakes at least once
 /// a second, so only a stuck loop misses it. Shorter than [`QUERY_TIMEOUT`]
@@ -53,71 +39,6 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time [`StatusServer`]'s `drop` waits for the accept thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Renders `sessions` and their pinholes (see the module documentation
-/// for the format).
-pub fn render(sessions: &[SessionInfo]) -> String {
-    let pinholes: usize = sessions.iter().map(|s| s.pinholes.len()).sum();
-    let count = sessions.len();
-    let mut sessions: Vec<&SessionInfo> = sessions.iter().collect();
-    sessions.sort_by_key(|s| (s.client, s.server_public));
-    let mut out = String::with_capacity(128 * (count + pinholes + 1));
-    for s in sessions {
-        let _ = write!(out, "session {}", s.client);
-        if let Some(cp) = s.client_public.filter(|cp| *cp != s.client) {
-            let _ = write!(out, " client_public {cp}");
-        }
-        match s.server_public {
-            Some(sp) => {
-                let _ = write!(out, " server_public {sp}");
-            }
-            None => out.push_str(" server_public ?"),
-        }
-        if let Some(sr) = s.server_real.filter(|sr| Some(*sr) != s.server_public) {
-            let _ = write!(out, " server_real {sr}");
-        }
-        let _ = writeln!(
-            out,
-            " state {} idle {}s seq {:+}/{:+}",
-            labels::state(s.state),
-            s.idle.as_secs(),
-            s.delta_to_server,
-            s.delta_to_client
-        );
-        let mut pinholes: Vec<_> = s.pinholes.iter().collect();
-        pinholes.sort_by_key(|(ph, _)| (ph.src, ph.dst, ph.dport, ph.dnat));
-        for (ph, left) in pinholes {
-            let _ = write!(
-                out,
-                "  pinhole {} -> {}",
-                ph.src,
-                std::net::SocketAddr::new(ph.dst, ph.dport)
-            );
-            if let Some(real) = ph.dnat {
-                let _ = write!(out, " dnat {real}");
-            }
-            let _ = writeln!(out, " expires in {}s", left.as_secs());
-        }
-    }
-    push_counts(&mut out, count, pinholes);
-    out
-}
-
-/// The answer when the packet loop did not list its sessions in time: the
-/// counts it published last, under a comment saying why.
-pub fn render_unlisted(p: &Published) -> String {
-    let mut out = format!(
-        "# sessions not listed: the packet loop did not answer within {}s\n",
-        SESSIONS_TIMEOUT.as_secs()
-    );
-    push_counts(&mut out, p.sessions, p.pinholes);
-    out
-}
-
-/// The last line, which scripts read.
-fn push_counts(out: &mut String, sessions: usize, pinholes: usize) {
-    let _ = writeln!(out, "{sessions} sessions, {pinholes} pinholes");
-}
 
 /// The status socket being served. Dropping it stops accepting and removes
 /// the socket file (if it is still the one this server created).
@@ -139,7 +60,7 @@ impl StatusServer {
 }
 
 /// Binds a Unix stream socket at `path` with mode 0600 and serves
-/// [`render`] of `shared` to every client on one background thread (named
+/// a [`StatusReport`] of `shared` to every client on one background thread (named
 /// `ftp-alg-status`).
 ///
 /// A socket file left at `path` by a dead daemon is replaced. Refused:
@@ -280,13 +201,14 @@ fn accept_loop(listener: UnixListener, shared: Shared, stop: Arc<AtomicBool>) {
 
 fn answer(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let text = match shared.request_sessions(SESSIONS_TIMEOUT) {
-        Some(sessions) => render(&sessions),
+    let report = match shared.request_sessions(SESSIONS_TIMEOUT) {
+        Some(sessions) => StatusReport::listed(&sessions),
         None => {
             tracing::warn!("status: the packet loop did not list its sessions in time");
-            render_unlisted(&shared.latest())
+            StatusReport::unlisted(&shared.latest())
         }
     };
+    let text = report.to_json();
     stream.write_all(text.as_bytes())?;
     stream.flush()
 }
@@ -354,8 +276,8 @@ pub fn query(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftp_alg_proto::pinhole::Pinhole;
-    use ftp_alg_proto::stats::SessionState;
+    use crate::telemetry::status_view::tests::{sample, text_of, SAMPLE};
+    use ftp_alg_proto::stats::SessionInfo;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
@@ -433,98 +355,6 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<SessionInfo> {
-        vec![
-            SessionInfo {
-                client: "192.0.2.20:40000".parse().unwrap(),
-                // Same as the client: not shown.
-                client_public: Some("192.0.2.20:40000".parse().unwrap()),
-                server_public: None,
-                server_real: None,
-                state: SessionState::Greeting,
-                delta_to_server: 0,
-                delta_to_client: 0,
-                idle: Duration::from_millis(999),
-                pinholes: vec![],
-            },
-            SessionInfo {
-                client: "192.0.2.10:51000".parse().unwrap(),
-                client_public: Some("203.0.113.1:40000".parse().unwrap()),
-                server_public: Some("198.51.100.5:21".parse().unwrap()),
-                server_real: Some("10.0.0.5:21".parse().unwrap()),
-                state: SessionState::Ready,
-                delta_to_server: 1,
-                delta_to_client: -3,
-                idle: Duration::from_millis(3500),
-                pinholes: vec![
-                    (
-                        Pinhole {
-                            src: "198.51.100.5".parse().unwrap(),
-                            dst: "203.0.113.1".parse().unwrap(),
-                            dport: 40001,
-                            dnat: Some("192.0.2.10:50000".parse().unwrap()),
-                        },
-                        Duration::from_millis(28_700),
-                    ),
-                    (
-                        Pinhole {
-                            src: "192.0.2.10".parse().unwrap(),
-                            dst: "198.51.100.5".parse().unwrap(),
-                            dport: 30000,
-                            dnat: None,
-                        },
-                        Duration::from_secs(5),
-                    ),
-                ],
-            },
-            SessionInfo {
-                client: "[2001:db8::1]:50000".parse().unwrap(),
-                client_public: None,
-                server_public: Some("[2001:db8::21]:21".parse().unwrap()),
-                // Same as the public address: not shown.
-                server_real: Some("[2001:db8::21]:21".parse().unwrap()),
-                state: SessionState::Tls,
-                delta_to_server: 0,
-                delta_to_client: 12,
-                idle: Duration::ZERO,
-                pinholes: vec![(
-                    Pinhole {
-                        src: "2001:db8::21".parse().unwrap(),
-                        dst: "2001:db8::1".parse().unwrap(),
-                        dport: 2121,
-                        dnat: None,
-                    },
-                    Duration::from_secs(60),
-                )],
-            },
-        ]
-    }
-
-    const SAMPLE: &str = "\
-session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.100.5:21 server_real 10.0.0.5:21 state ready idle 3s seq +1/-3
-  pinhole 192.0.2.10 -> 198.51.100.5:30000 expires in 5s
-  pinhole 198.51.100.5 -> 203.0.113.1:40001 dnat 192.0.2.10:50000 expires in 28s
-session 192.0.2.20:40000 server_public ? state greeting idle 0s seq +0/+0
-session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s seq +0/+12
-  pinhole 2001:db8::21 -> [2001:db8::1]:2121 expires in 60s
-3 sessions, 3 pinholes
-";
-
-    #[test]
-    fn render_exact() {
-        assert_eq!(render(&sample()), SAMPLE);
-        assert_eq!(render(&[]), "0 sessions, 0 pinholes\n");
-        let p = Published {
-            sessions: 4,
-            pinholes: 1,
-            ..Default::default()
-        };
-        assert_eq!(
-            render_unlisted(&p),
-            "# sessions not listed: the packet loop did not answer within 3s\n4 sessions, 1 pinholes\n"
-        );
-    }
-
     #[test]
     fn serve_query_mode_and_drop() {
         let dir = TempDir::new();
@@ -536,13 +366,13 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         assert!(md.file_type().is_socket());
         assert_eq!(md.permissions().mode() & 0o7777, 0o600);
 
-        assert_eq!(query(&path).unwrap(), SAMPLE);
+        assert_eq!(text_of(&query(&path).unwrap()), SAMPLE);
         packet_loop.list.lock().unwrap().clear();
-        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+        assert_eq!(text_of(&query(&path).unwrap()), "0 sessions, 0 pinholes\n");
 
         // A client that connects and never reads does not stop the server.
         let idle = UnixStream::connect(&path).unwrap();
-        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+        assert_eq!(text_of(&query(&path).unwrap()), "0 sessions, 0 pinholes\n");
         drop(idle);
 
         let t0 = Instant::now();
@@ -579,7 +409,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         let after = std::fs::symlink_metadata(&path).unwrap();
         assert!(after.file_type().is_socket());
         assert_eq!(after.permissions().mode() & 0o7777, 0o600);
-        assert_eq!(query(&path).unwrap(), "0 sessions, 0 pinholes\n");
+        assert_eq!(text_of(&query(&path).unwrap()), "0 sessions, 0 pinholes\n");
         drop(server);
         assert!(std::fs::symlink_metadata(&path).is_err());
     }
@@ -591,7 +421,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         let (first, _loop) = serve_list(&path, sample()).unwrap();
         let err = serve(&path, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
-        assert_eq!(query(&path).unwrap(), SAMPLE);
+        assert_eq!(text_of(&query(&path).unwrap()), SAMPLE);
         drop(first);
     }
 
@@ -650,7 +480,7 @@ session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s se
         .join();
         let _server = serve(&path, shared.clone()).unwrap();
         let _loop = Loop::start(&shared, sample());
-        assert_eq!(query(&path).unwrap(), SAMPLE);
+        assert_eq!(text_of(&query(&path).unwrap()), SAMPLE);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 DEPS_APT_PACKAGES=(
     iproute2 iptables nftables conntrack ethtool tcpdump iputils-ping procps coreutils
     vsftpd lftp curl python3 systemd
+    man-db
 )
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }

@@ -1,0 +1,247 @@
+//! The Debian package, as an admin installs it (root tier: installs a
+//! package on this machine): `scripts/package.sh` builds the .deb,
+//! `dpkg -i` installs it, every file is where it belongs, `man -w` finds
+//! the page, the installed binary accepts the installed configuration,
+//! systemd accepts the installed unit and rates its exposure, and
+//! `dpkg -r` removes it again (the package is purged also when the test
+//! fails).
+
+mod netns;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PACKAGE: &str = "ftp-alg";
+
+/// `systemd-analyze security` must rate the unit below this ("OK" is
+/// below 4.0; the unit is meant to stay well under it). README quotes the
+/// figure this test prints.
+const EXPOSURE_BOUND: f64 = 2.0;
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({:?}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The package's status word(s) as dpkg keeps them, `None` if unknown.
+fn dpkg_status() -> Option<String> {
+    let out = run("dpkg-query", &["-W", "-f=${Status}", PACKAGE]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .filter(|s| !s.contains("not-installed"))
+}
+
+/// Purges the package when dropped: the machine is left as it was, also
+/// when an assertion fails half-way.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = run("dpkg", &["--purge", PACKAGE]);
+    }
+}
+
+#[test]
+fn deb_installs_checks_and_removes() {
+    netns::require_root();
+    assert_eq!(
+        dpkg_status(),
+        None,
+        "{PACKAGE} is already installed here; this test installs and removes its own \
+         build and will not touch an existing installation (dpkg --purge {PACKAGE} first)"
+    );
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("bash")
+        .arg(format!("{repo}/scripts/package.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/package.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        deb.ends_with(".deb") && Path::new(repo).join(&deb).is_file(),
+        "{deb:?}"
+    );
+    let deb = Path::new(repo).join(deb);
+
+    let fields = run_ok(
+        "dpkg-deb",
+        &["-f", deb.to_str().unwrap(), "Package", "Depends", "Section"],
+    );
+    assert!(fields.contains("Package: ftp-alg"), "{fields}");
+    let depends = fields
+        .lines()
+        .find(|l| l.starts_with("Depends:"))
+        .unwrap_or_default();
+    for dep in ["nftables", "iptables"] {
+        assert!(
+            depends.split([',', ' ']).any(|d| d == dep),
+            "Depends lacks {dep}: {depends}"
+        );
+    }
+
+    let _installed = Installed;
+    run_ok("dpkg", &["-i", deb.to_str().unwrap()]);
+    assert_eq!(dpkg_status().as_deref(), Some("install ok installed"));
+
+    // Every file where it belongs.
+    let listed = run_ok("dpkg", &["-L", PACKAGE]);
+    for path in [
+        "/usr/sbin/ftp-alg",
+        "/lib/systemd/system/ftp-alg.service",
+        "/etc/ftp-alg/ftp-alg.toml",
+        "/usr/share/man/man8/ftp-alg.8.gz",
+        "/usr/share/bash-completion/completions/ftp-alg",
+        "/usr/share/zsh/vendor-completions/_ftp-alg",
+        "/usr/share/fish/vendor_completions.d/ftp-alg.fish",
+        "/usr/share/doc/ftp-alg/examples/rules/iptables-nft.nft",
+        "/usr/share/doc/ftp-alg/examples/rules/iptables-nft.rules.v4",
+        "/usr/share/doc/ftp-alg/examples/rules/iptables-nft.rules.v6",
+        "/usr/share/doc/ftp-alg/examples/rules/nftables.nft",
+        "/usr/share/doc/ftp-alg/copyright",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == path),
+            "{path} not in dpkg -L:\n{listed}"
+        );
+        assert!(Path::new(path).is_file(), "{path} not installed");
+    }
+    for (installed, shipped) in [
+        ("/etc/ftp-alg/ftp-alg.toml", "deploy/ftp-alg.toml"),
+        (
+            "/lib/systemd/system/ftp-alg.service",
+            "deploy/ftp-alg.service",
+        ),
+        (
+            "/usr/share/doc/ftp-alg/examples/rules/nftables.nft",
+            "deploy/rules/nftables.nft",
+        ),
+    ] {
+        assert_eq!(
+            std::fs::read(installed).unwrap(),
+            std::fs::read(Path::new(repo).join(shipped)).unwrap(),
+            "{installed} differs from {shipped}"
+        );
+    }
+    let conffiles = run_ok("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]);
+    assert!(
+        conffiles.contains("/etc/ftp-alg/ftp-alg.toml"),
+        "config not a conffile: {conffiles:?}"
+    );
+    let unit = std::fs::read_to_string("/lib/systemd/system/ftp-alg.service").unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l == "ExecStart=/usr/sbin/ftp-alg run --config /etc/ftp-alg/ftp-alg.toml"),
+        "{unit}"
+    );
+    for want in [
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "WatchdogSec=",
+        "RuntimeDirectory=ftp-alg",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(want)),
+            "unit lacks {want}"
+        );
+    }
+    // The generated files are what the installed binary generates.
+    let bash = std::fs::read_to_string("/usr/share/bash-completion/completions/ftp-alg").unwrap();
+    assert!(bash.contains("complete -F _ftp__alg"), "{bash}");
+    assert!(
+        std::fs::read_to_string("/usr/share/zsh/vendor-completions/_ftp-alg")
+            .unwrap()
+            .starts_with("#compdef ftp-alg")
+    );
+    assert!(
+        std::fs::read_to_string("/usr/share/fish/vendor_completions.d/ftp-alg.fish")
+            .unwrap()
+            .contains("complete -c ftp-alg")
+    );
+    let page = std::fs::read("/usr/share/man/man8/ftp-alg.8.gz").unwrap();
+    assert_eq!(&page[..2], &[0x1f, 0x8b], "man page not gzipped");
+
+    // man finds the page; the page renders.
+    let where_ = run_ok("man", &["-w", "ftp-alg"]);
+    assert_eq!(where_.trim(), "/usr/share/man/man8/ftp-alg.8.gz");
+    let shown = run_ok("man", &["-P", "cat", "8", "ftp-alg"]);
+    assert!(shown.contains("check-config"), "{shown}");
+
+    // The installed binary accepts the installed configuration.
+    let checked = run_ok(
+        "/usr/sbin/ftp-alg",
+        &["check-config", "/etc/ftp-alg/ftp-alg.toml"],
+    );
+    assert!(checked.contains(": ok"), "{checked}");
+
+    // systemd accepts the installed unit, and rates it.
+    let out = run(
+        "systemd-analyze",
+        &["verify", "--man=no", "/lib/systemd/system/ftp-alg.service"],
+    );
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exposure = exposure_of("/lib/systemd/system/ftp-alg.service");
+    eprintln!("systemd-analyze security: exposure {exposure:.1}");
+    assert!(
+        exposure < EXPOSURE_BOUND,
+        "exposure {exposure} not below {EXPOSURE_BOUND}"
+    );
+
+    // Removed again: the files go, the conffile stays until purge.
+    run_ok("dpkg", &["-r", PACKAGE]);
+    assert!(
+        !Path::new("/usr/sbin/ftp-alg").exists(),
+        "binary left after dpkg -r"
+    );
+    assert!(!Path::new("/lib/systemd/system/ftp-alg.service").exists());
+    assert!(!Path::new("/usr/share/man/man8/ftp-alg.8.gz").exists());
+    assert_eq!(dpkg_status().as_deref(), Some("deinstall ok config-files"));
+    run_ok("dpkg", &["--purge", PACKAGE]);
+    assert_eq!(dpkg_status(), None);
+    assert!(!Path::new("/etc/ftp-alg/ftp-alg.toml").exists());
+}
+
+/// The overall exposure `systemd-analyze security` gives the unit file.
+fn exposure_of(unit: &str) -> f64 {
+    let out = run(
+        "systemd-analyze",
+        &["security", "--offline=true", "--no-pager", unit],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure in systemd-analyze security output:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    // "→ Overall exposure level for ftp-alg.service: 1.1 OK 🙂"
+    line.rsplit(": ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"))
+}

@@ -653,13 +653,27 @@ path_info() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# Client timeouts (seconds): connect, whole command, lftp's net:timeout, the
+# outer kill. XFER_FAST=1 (mode none, where every data connection is expected
+# to be blocked) fails fast: a blocked passive connect gives up after 1 s, a
+# blocked active one after 3 s, instead of 5-15 s; the control connection
+# still has ample time on the lab's loopback-speed links.
+xfer_timeouts() {
+    if [[ ${XFER_FAST:-0} == 1 ]]; then
+        T_CONNECT=1 T_MAX=3 T_LFTP=1 T_KILL=5
+    else
+        T_CONNECT=3 T_MAX=15 T_LFTP=5 T_KILL=25
+    fi
+}
+
 # client_cmd CLIENT HOST download|upload|control LOCALFILE REMOTENAME -> CMD array
 client_cmd() {
     local client=$1 host=$2 what=$3 local=$4 remote=$5
     CMD=()
+    xfer_timeouts
     case $client in
     curl | curl-*)
-        CMD=(curl -q -sS --connect-timeout 3 -m 15)
+        CMD=(curl -q -sS --connect-timeout "$T_CONNECT" -m "$T_MAX")
         case $client in
         curl | curl-epsv) ;;
         curl-pasv) CMD+=(--disable-epsv) ;;
@@ -676,7 +690,7 @@ client_cmd() {
     lftp-*)
         local pm=on
         [[ $client == lftp-port ]] && pm=off
-        local s="set cmd:fail-exit yes; set net:timeout 5; set net:max-retries 1;"
+        local s="set cmd:fail-exit yes; set net:timeout $T_LFTP; set net:max-retries 1;"
         s+=" set net:reconnect-interval-base 1; set net:reconnect-interval-max 1;"
         s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; set ftp:ssl-allow no;"
         s+=" set xfer:clobber yes; set cmd:interactive no;"
@@ -704,12 +718,14 @@ run_xfer() {
     rm -f "$out"
     local lf=$out
     [[ $what == upload ]] && lf=$src
+    local XFER_FAST=0
+    [[ $mode == none ]] && XFER_FAST=1
     client_cmd "$client" "$P_HOST" "$what" "$lf" "$remote"
     local rc=0 t0 t1
     t0=$(date +%s%N)
     {
         printf '# ns %s: %s\n' "$P_NS" "${CMD[*]}"
-        nsx "$P_NS" env HOME="$LAB_STATE/home" timeout -k 2 25 "${CMD[@]}" </dev/null 2>&1 || rc=$?
+        nsx "$P_NS" env HOME="$LAB_STATE/home" timeout -k 2 "$T_KILL" "${CMD[@]}" </dev/null 2>&1 || rc=$?
         t1=$(date +%s%N)
         printf '# exit %s after %d ms\n' "$rc" $(((t1 - t0) / 1000000))
     } >"$log" 2>&1

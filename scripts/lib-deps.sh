@@ -6,7 +6,7 @@
 DEPS_APT_PACKAGES=(
     iproute2 iptables nftables conntrack ethtool tcpdump iputils-ping procps coreutils
     vsftpd lftp curl python3 systemd
-    man-db
+    man-db podman runc
 )
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }

@@ -403,7 +403,11 @@ fn serve_telemetry(
     // start does, private like the socket.
     if let Some(dir) = cfg.status_socket.parent().filter(|d| !d.exists()) {
         use std::os::unix::fs::DirBuilderExt;
-        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
             warn!(error = %e, dir = %dir.display(), "cannot create the status socket's directory");
         }
     }

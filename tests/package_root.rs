@@ -338,3 +338,88 @@ fn exposure_of(unit: &str) -> f64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"))
 }
+
+/// What the unit's `WatchdogSec=` relies on: the running daemon, given
+/// `WATCHDOG_USEC` and `NOTIFY_SOCKET` as systemd gives them, reports
+/// `READY=1` and then `WATCHDOG=1` at least twice per timeout while its
+/// (idle) queue worker waits for packets, and `STOPPING=1` on SIGTERM.
+#[test]
+fn watchdog_pings_from_the_running_daemon() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+    let ns = netns::Netns::new("wdog");
+    let dir = std::env::temp_dir().join(format!("ftp-alg-wdog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ftp-alg.toml");
+    std::fs::write(
+        &config,
+        format!("status_socket = \"{}/run/status.sock\"\n", dir.display()),
+    )
+    .unwrap();
+    let notify_path = dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut child = ns
+        .command(&[
+            env!("CARGO_BIN_EXE_ftp-alg"),
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .env("NOTIFY_SOCKET", &notify_path)
+        // 2 s: pings every second (half of it, at most 1 s).
+        .env("WATCHDOG_USEC", "2000000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 64];
+    let t0 = Instant::now();
+    while received.iter().filter(|m| *m == "WATCHDOG=1").count() < 3
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        match notify.recv(&mut buf) {
+            Ok(n) => received.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    let pinged_for = t0.elapsed();
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut stopping = false;
+    while let Ok(n) = notify.recv(&mut buf) {
+        if &buf[..n] == b"STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    // The daemon made the status socket's missing directory, private.
+    let run_dir = std::fs::metadata(dir.join("run")).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        received.first().map(String::as_str),
+        Some("READY=1"),
+        "{received:?}"
+    );
+    assert_eq!(
+        received[1..].iter().filter(|m| *m == "WATCHDOG=1").count(),
+        3,
+        "{received:?}"
+    );
+    assert!(
+        pinged_for < Duration::from_secs(5),
+        "3 pings took {pinged_for:?}"
+    );
+    assert!(stopping, "no STOPPING=1");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(run_dir.ok(), Some(0o700));
+}

@@ -60,8 +60,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Show the running daemon's sessions and pinholes (needs root).
     Status {
-        /// Print the daemon's answer as JSON (one object; schema 1, see
-        /// the status_view module) instead of the text view.
+        /// Print the daemon's answer as JSON (one object on one line,
+        /// "schema": 1) instead of the text view rendered from it.
         #[arg(long)]
         json: bool,
         /// Status socket [default: status_socket of --config, else /run/ftp-alg/status.sock].

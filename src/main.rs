@@ -9,9 +9,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
+use ftp_alg::queue::signals::Ending;
 use ftp_alg::queue::watchdog::sd_notify;
-use ftp_alg::queue::{block_control_signals, run_until_signalled, Housekeeper, Worker};
+use ftp_alg::queue::{block_control_signals, run_until_signalled, upgrade, Housekeeper, Worker};
 use ftp_alg::rules;
+use ftp_alg::rules::Installed;
 use ftp_alg::telemetry;
 use ftp_alg::telemetry::status_view::StatusReport;
 use ftp_alg::telemetry::{metrics, status};
@@ -349,26 +351,44 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     // Before any thread starts, so that all of them inherit the mask and a
     // SIGTERM always reaches the handler that removes the rules.
     block_control_signals()?;
+    // An upgrade: the previous image handed over its bound queues and the
+    // record of its rules (read before any thread starts).
+    let handover = upgrade::take()?;
     let published = telemetry::Shared::default();
-    // The queue first: binding fails (EPERM) while another instance holds
-    // it, and this instance must then stop before it touches that one's
-    // rules (installing starts by removing "stale" ones).
-    let (mut workers, housekeeper) = Worker::open_all(
-        Engine::new(cfg.engine()),
-        cfg.queue_num,
-        cfg.queues,
-        TABLE_NAME,
-        published.clone(),
-    )?;
+    let engine = Engine::new(cfg.engine());
+    let (mut workers, housekeeper, mut installed) = match handover {
+        Some((queues, installed)) => {
+            info!(
+                queues = queues.len(),
+                "upgraded in place: queues and rules taken over"
+            );
+            let (w, h) = Worker::serve_all(engine, queues, TABLE_NAME, published.clone())?;
+            let installed = installed.map(Installed::take_over).transpose()?;
+            (w, h, installed)
+        }
+        None => {
+            // The queue first: binding fails (EPERM) while another instance
+            // holds it, and this instance must then stop before it touches
+            // that one's rules (installing starts by removing "stale" ones).
+            let (w, h) = Worker::open_all(
+                engine,
+                cfg.queue_num,
+                cfg.queues,
+                TABLE_NAME,
+                published.clone(),
+            )?;
+            let installed = if cfg.install_rules {
+                Some(rules::install(cfg)?)
+            } else {
+                None
+            };
+            (w, h, installed)
+        }
+    };
     housekeeper.set_nat_overrides(cfg.nat_override.clone());
     for worker in &mut workers {
         worker.set_busy_poll(Duration::from_micros(cfg.busy_poll_us.into()));
     }
-    let installed = if cfg.install_rules {
-        Some(rules::install(cfg)?)
-    } else {
-        None
-    };
     let result = serve_telemetry(cfg, &published).and_then(|_status| {
         info!(queue = cfg.queue_num, queues = cfg.queues, ports = ?cfg.control_ports, "ftp-alg ready");
         println!("ftp-alg ready (queue {})", rules::queue_range(cfg));
@@ -378,6 +398,19 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         run_until_signalled(workers, housekeeper, &mut reload)
         // `_status` drops here: the socket file is removed.
     });
+    let result = match result {
+        Ok(Ending::Upgrade(queues)) => {
+            // Returns only when the new image could not be started: then
+            // this one stops like at SIGTERM, and says why (systemd's
+            // Restart= starts the binary afresh).
+            let state = installed.take().map(Installed::hand_over);
+            let (e, _queues, state) = upgrade::exec_self(queues, state);
+            error!("upgrade failed: cannot execute the new binary: {e}; stopping");
+            installed = state.map(Installed::take_over).transpose()?;
+            Err(e)
+        }
+        other => other.map(drop),
+    };
     sd_notify("STOPPING=1");
     if let Some(installed) = installed {
         installed.remove()?;

@@ -7,6 +7,7 @@
 mod core;
 pub mod housekeeping;
 pub mod signals;
+pub mod upgrade;
 pub mod watchdog;
 pub mod worker;
 

@@ -17,6 +17,7 @@ use super::core::lock;
 use super::housekeeping::{Housekeeper, TICK};
 use super::watchdog::Watchdog;
 use super::worker::Worker;
+use crate::kernel::nfqueue::NfQueue;
 
 /// How often stopping workers are interrupted until they have all ended
 /// (a worker may enter `recv` just after a wake-up).
@@ -30,10 +31,20 @@ fn control_signals() -> SigSet {
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGUSR2);
     set
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and so in every
+/// How [`run_until_signalled`] ended.
+pub enum Ending {
+    /// SIGTERM or SIGINT: remove the rules and exit.
+    Stopped,
+    /// SIGUSR2: every worker finished its packet; here are their queue
+    /// sockets, still bound, for the new image ([`super::upgrade`]).
+    Upgrade(Vec<NfQueue>),
+}
+
+/// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR2 in the calling thread and so in every
 /// thread it starts afterwards. Call it before any thread exists: a thread
 /// that left them unblocked would take SIGTERM with its default action and
 /// kill the process before the rules are removed.
@@ -75,7 +86,8 @@ impl Drop for Registered<'_> {
 }
 
 /// Runs every worker on a thread of its own and the housekeeper on the
-/// calling thread until SIGTERM or SIGINT; SIGHUP calls `reload`. The
+/// calling thread until SIGTERM or SIGINT, or SIGUSR2 (the upgrade); SIGHUP
+/// calls `reload`. The
 /// housekeeper sleeps until a signal, the engine's next timer or the next
 /// telemetry tick. A worker whose queue socket fails stops them all, and
 /// its error is returned. Under systemd's `WatchdogSec=` the housekeeper
@@ -84,7 +96,7 @@ pub fn run_until_signalled(
     workers: Vec<Worker>,
     mut housekeeper: Housekeeper,
     reload: &mut dyn FnMut(&Housekeeper),
-) -> io::Result<()> {
+) -> io::Result<Ending> {
     block_control_signals()?;
     let handled = control_signals();
     // SIGUSR1 only interrupts system calls: no SA_RESTART, empty handler.
@@ -112,6 +124,7 @@ pub fn run_until_signalled(
         }
     });
     let stop = AtomicBool::new(false);
+    let mut upgrade = false;
     let wakeable = Wakeable::default();
     std::thread::scope(|scope| {
         let handles: Vec<_> = workers
@@ -122,7 +135,7 @@ pub fn run_until_signalled(
                     let _listed = wakeable.register();
                     let result = worker.run(&|| stop.load(Ordering::SeqCst));
                     stop.store(true, Ordering::SeqCst);
-                    result
+                    result.map(|()| worker)
                 })
             })
             .collect();
@@ -138,6 +151,11 @@ pub fn run_until_signalled(
                 Ok(Signal::SIGHUP) => {
                     info!("SIGHUP: reloading configuration");
                     reload(&housekeeper);
+                }
+                Ok(Signal::SIGUSR2) => {
+                    info!("SIGUSR2: upgrading in place");
+                    upgrade = true;
+                    stop.store(true, Ordering::SeqCst);
                 }
                 Ok(sig) => {
                     info!(signal = ?sig, "stopping");
@@ -155,7 +173,7 @@ pub fn run_until_signalled(
                 watchdog.tick(now);
             }
         }
-        let mut result = Ok(());
+        let mut result = Ok(Vec::new());
         for handle in handles {
             while !handle.is_finished() {
                 wakeable.wake_all();
@@ -164,10 +182,19 @@ pub fn run_until_signalled(
             let ended = handle
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a queue worker panicked")));
-            if result.is_ok() {
-                result = ended;
+            match (&mut result, ended) {
+                (Ok(queues), Ok(worker)) => queues.push(worker.into_queue()),
+                (Ok(_), Err(e)) => result = Err(e),
+                (Err(_), _) => {}
             }
         }
-        result
+        // A worker that failed ends the upgrade too: its socket is gone.
+        result.map(|queues| {
+            if upgrade {
+                Ending::Upgrade(queues)
+            } else {
+                Ending::Stopped
+            }
+        })
     })
 }

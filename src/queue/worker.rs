@@ -58,17 +58,37 @@ impl Worker {
         table: &str,
         published: telemetry::Shared,
     ) -> io::Result<(Vec<Worker>, Housekeeper)> {
+        // Room for bursts: the kernel's default is 1024 packets.
+        let queues = (0..count.max(1))
+            .map(|i| NfQueue::bind(first + i, QUEUE_MAX_LEN))
+            .collect::<io::Result<_>>()?;
+        Worker::serve_all(engine, queues, table, published)
+    }
+
+    /// One worker per queue socket already bound (by [`Worker::open_all`],
+    /// or by an earlier image handing them over: see [`super::upgrade`]),
+    /// all sharing `engine`, and the housekeeper.
+    pub fn serve_all(
+        engine: Engine,
+        queues: Vec<NfQueue>,
+        table: &str,
+        published: telemetry::Shared,
+    ) -> io::Result<(Vec<Worker>, Housekeeper)> {
         let core = Core::shared(engine);
-        let workers = (0..count.max(1))
-            .map(|i| Worker::open(core.clone(), first + i, table))
+        let workers = queues
+            .into_iter()
+            .map(|q| Worker::open(core.clone(), q, table))
             .collect::<io::Result<_>>()?;
         let housekeeper = Housekeeper::open(core, table, published)?;
         Ok((workers, housekeeper))
     }
 
-    fn open(core: SharedCore, queue_num: u16, table: &str) -> io::Result<Self> {
-        // Room for bursts: the kernel's default is 1024 packets.
-        let queue = NfQueue::bind(queue_num, QUEUE_MAX_LEN)?;
+    /// The worker's queue socket, still bound (for an upgrade).
+    pub fn into_queue(self) -> NfQueue {
+        self.queue
+    }
+
+    fn open(core: SharedCore, queue: NfQueue, table: &str) -> io::Result<Self> {
         Ok(Worker {
             queue,
             core,

@@ -9,15 +9,15 @@ use super::xtables::Family;
 
 /// iptables-nft tables that ftp-alg's queue rules may create implicitly and
 /// that must therefore be put back the way they were at removal.
-const QUEUE_TABLES: [&str; 2] = ["raw", "mangle"];
+pub(super) const QUEUE_TABLES: [&str; 2] = ["raw", "mangle"];
 
 /// State of one iptables-nft table (`raw`/`mangle`) before install.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct TableSnapshot {
-    family: Family,
-    table: &'static str,
+    pub(super) family: Family,
+    pub(super) table: &'static str,
     /// `None` when the table did not exist; else the chain names.
-    chains: Option<Vec<String>>,
+    pub(super) chains: Option<Vec<String>>,
 }
 
 /// Notes which of the queue tables and their chains exist now.

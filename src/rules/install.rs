@@ -66,7 +66,7 @@ pub struct Installed {
     pub(super) tools: Tools,
     /// The iptables-nft `raw`/`mangle` tables before install, to delete the
     /// ones (and the builtin chains) that iptables-nft created implicitly.
-    before: Vec<TableSnapshot>,
+    pub(super) before: Vec<TableSnapshot>,
     /// Whether our table was loaded.
     pub(super) table: bool,
     /// The iptables rules inserted, in insertion order.
@@ -74,8 +74,8 @@ pub struct Installed {
     /// The accept rule inserted into the admin's nftables chain
     /// (`accept_rule = "nft ..."`), with its handle.
     pub(super) nft_accept: Option<(NftChain, u64)>,
-    /// Set once removed, so that `Drop` does not remove twice.
-    done: bool,
+    /// Set once removed (or handed over), so that `Drop` does not remove.
+    pub(super) done: bool,
 }
 
 impl Installed {

@@ -43,6 +43,7 @@
 //! `nft`/`iptables` is fine at start-up and exit, never per data connection.
 
 mod backend;
+mod handover;
 mod implicit;
 mod install;
 mod listing;
@@ -55,6 +56,7 @@ mod tools;
 mod xtables;
 
 pub use backend::{detect_queue_backend, QueueBackend};
+pub use handover::InstalledState;
 pub use install::{install, Installed};
 pub use nft_text::table_text;
 pub use ports::queue_range;

@@ -48,8 +48,8 @@ pub(super) struct XtRule {
     pub(super) chain: &'static str,
     /// `Some(1)` for "must come first" (`-I CHAIN 1`); `None` inserts at the
     /// head too, without a number.
-    position: Option<u32>,
-    spec: Vec<String>,
+    pub(super) position: Option<u32>,
+    pub(super) spec: Vec<String>,
 }
 
 impl XtRule {

@@ -9,6 +9,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::Netns;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 struct Daemon {
     child: Child,
@@ -65,12 +67,10 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
-            0
-        );
+    /// Signals our own child, by its PID (not yet reaped, so not reused).
+    fn signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, sig).unwrap_or_else(|e| panic!("kill {pid} {sig}: {e}"));
     }
 
     /// Waits (bounded) until the log contains `text`.
@@ -158,7 +158,7 @@ fn admin_firewall(ns: &Netns) {
 
 #[test]
 fn sighup_reloads_and_sigterm_restores_the_ruleset() {
-    let ns = Netns::new("hup");
+    let ns = Netns::new("fa-lc", "hup");
     admin_firewall(&ns);
     let before = ns.ruleset();
     let config = write_config("hup", "pinhole_timeout_secs = 30\n");
@@ -192,7 +192,7 @@ fn sighup_reloads_and_sigterm_restores_the_ruleset() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 sessions, 0 pinholes"));
     // A bad file is refused and the old configuration kept.
     std::fs::write(&config, "pinhole_timeout_secs = 0\n").unwrap();
-    d.signal(libc::SIGHUP);
+    d.signal(Signal::SIGHUP);
     d.wait_log("reload refused");
     // A good one is applied.
     std::fs::write(
@@ -203,9 +203,9 @@ fn sighup_reloads_and_sigterm_restores_the_ruleset() {
         ),
     )
     .unwrap();
-    d.signal(libc::SIGHUP);
+    d.signal(Signal::SIGHUP);
     d.wait_log("configuration reloaded");
-    d.signal(libc::SIGTERM);
+    d.signal(Signal::SIGTERM);
     let status = d.wait_exit();
     assert!(status.success(), "exit status {status:?}");
     let n = notify
@@ -220,12 +220,12 @@ fn sighup_reloads_and_sigterm_restores_the_ruleset() {
 
 #[test]
 fn restart_after_kill_9_removes_stale_rules() {
-    let ns = Netns::new("k9");
+    let ns = Netns::new("fa-lc", "k9");
     admin_firewall(&ns);
     let before = ns.ruleset();
     let config = write_config("k9", "");
     let first = Daemon::start(&ns, &config, "k9a");
-    first.signal(libc::SIGKILL);
+    first.signal(Signal::SIGKILL);
     let _ = first.wait_exit();
     let stale = ns.ruleset();
     assert!(
@@ -267,7 +267,7 @@ fn restart_after_kill_9_removes_stale_rules() {
         4,
         "one copy of each queue rule: {running}"
     );
-    second.signal(libc::SIGTERM);
+    second.signal(Signal::SIGTERM);
     assert!(second.wait_exit().success());
     assert_eq!(
         ns.ruleset(),

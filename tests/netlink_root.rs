@@ -7,12 +7,10 @@
 //! also when the test fails. Without root the tests fail loudly: they must
 //! never pass silently.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+mod netns;
+
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ftp_alg::config::Config;
@@ -20,6 +18,7 @@ use ftp_alg::kernel::conntrack::Conntrack;
 use ftp_alg::kernel::nft::NftPinholes;
 use ftp_alg::rules::{self, QueueBackend};
 use ftp_alg_proto::pinhole::Pinhole;
+use netns::{run_ok, Entered, Netns};
 
 /// ftp-alg's table, exactly as the ruleset module loads it with `nft -f`.
 fn table() -> String {
@@ -28,160 +27,9 @@ fn table() -> String {
 
 // ---------------------------------------------------------------- helpers
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!(
-            "tests/netlink_root.rs needs root (CAP_NET_ADMIN) and network namespaces \
-             (`ip netns`); run it as root, e.g. `sudo -E cargo test --test netlink_root`"
-        );
-    }
-}
-
-/// Runs a command and panics with its output unless it succeeds.
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A named network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(test: &str, role: &str) -> Netns {
-        let name = format!("fa-nl-{}-{test}-{role}", std::process::id());
-        // A leftover from a crashed run of the same pid would make `add` fail.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.sh("ip link set lo up");
-        ns
-    }
-
-    /// Runs a shell command inside the namespace.
-    fn sh(&self, cmd: &str) -> String {
-        run("ip", &["netns", "exec", &self.name, "sh", "-c", cmd])
-    }
-
-    /// Loads a ruleset from text with `nft -f -`.
-    fn nft_load(&self, text: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft -f failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Makes the calling thread live in this namespace until the guard drops.
-    fn enter(&self) -> Entered {
-        let original = File::open("/proc/thread-self/ns/net").unwrap();
-        let target = File::open(format!("/run/netns/{}", self.name)).unwrap();
-        setns(&target);
-        Entered { original }
-    }
-
-    /// Starts a program inside the namespace (ip netns exec execs it, so the
-    /// child's PID is the program's).
-    fn spawn(&self, program: &[&str]) -> Proc {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            _stdin: stdin,
-            lines,
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn setns(ns: &File) {
-    // SAFETY: a valid namespace fd; CLONE_NEWNET only affects this thread.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
-}
-
-/// Returns the thread to its original network namespace on drop.
-struct Entered {
-    original: File,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        setns(&self.original);
-    }
-}
-
-/// A child process we started, killed (by its PID) and reaped on drop.
-struct Proc {
-    child: Child,
-    /// Kept open: the scripts exit when their stdin closes.
-    _stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn line(&self, timeout: Duration) -> String {
-        self.lines
-            .recv_timeout(timeout)
-            .unwrap_or_else(|e| panic!("no output from child within {timeout:?}: {e}"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A namespace `fa-nl-<test>-<role>-<pid>` (the shared helper's).
+fn new_ns(test: &str, role: &str) -> Netns {
+    Netns::new("fa-nl", &format!("{test}-{role}"))
 }
 
 /// One element as `nft list` shows it, without the timing fields.
@@ -276,8 +124,7 @@ fn pinhole(src: &str, dst: &str, dport: u16, dnat: Option<&str>) -> Pinhole {
 
 /// A namespace with ftp-alg's table loaded, entered by this thread.
 fn table_ns(test: &str) -> (Netns, Entered) {
-    require_root();
-    let ns = Netns::new(test, "gw");
+    let ns = new_ns(test, "gw");
     ns.nft_load(&table());
     let entered = ns.enter();
     (ns, entered)
@@ -476,11 +323,10 @@ fn errors_name_the_set_and_fail_atomically() {
 /// Client -- router (masquerade to 203.0.113.1 / 2001:db8:2::1) -- server.
 #[test]
 fn conntrack_lookup_returns_the_snat_mapping() {
-    require_root();
-    let client = Netns::new("ct", "c");
-    let router = Netns::new("ct", "r");
-    let server = Netns::new("ct", "s");
-    run(
+    let client = new_ns("ct", "c");
+    let router = new_ns("ct", "r");
+    let server = new_ns("ct", "s");
+    run_ok(
         "ip",
         &[
             "link",
@@ -497,7 +343,7 @@ fn conntrack_lookup_returns_the_snat_mapping() {
             &router.name,
         ],
     );
-    run(
+    run_ok(
         "ip",
         &[
             "link",

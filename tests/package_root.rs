@@ -254,7 +254,7 @@ fn exposure_of(unit: &str) -> f64 {
 fn watchdog_pings_from_the_running_daemon() {
     use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
-    let ns = netns::Netns::new("wdog");
+    let ns = netns::Netns::new("fa-t", "wdog");
     let dir = std::env::temp_dir().join(format!("ftp-alg-wdog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -307,8 +307,9 @@ fn watchdog_pings_from_the_running_daemon() {
         env!("CARGO_BIN_EXE_ftp-alg"),
         &["status", "--socket", socket],
     );
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    // Our own child, by its PID (not yet reaped, so not reused).
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM to our child");
     let mut stopping = false;
     while let Ok(n) = notify.recv(&mut buf) {
         if &buf[..n] == b"STOPPING=1" {

@@ -5,85 +5,22 @@
 //! These need root (creating namespaces, loading rules). Without it they
 //! fail loudly instead of passing without testing anything.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+mod netns;
+
 use std::process::Command;
 
 use ftp_alg::config::Config;
 use ftp_alg::rules::{self, Missing, QueueBackend};
+use netns::{run_ok, Inside, Netns};
 
-/// Enters a fresh network namespace in the current thread (children spawned
-/// from this thread inherit it); leaves and deletes it on drop, also when the
-/// test panics.
-struct Netns {
-    name: String,
-    orig: Option<File>,
-}
-
-impl Netns {
-    fn enter(tag: &str) -> Netns {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        if euid != 0 {
-            panic!(
-                "ruleset_root tests need root: they create network namespaces and \
-                 install nftables/iptables rules in them (euid is {euid})"
-            );
-        }
-        let name = format!("fa-rs-{tag}-{}", std::process::id());
-        // A namespace of that name can only be a leftover of this test.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run_ok("ip", &["netns", "add", &name]);
-        // From here on the guard deletes the namespace whatever happens.
-        let mut ns = Netns { name, orig: None };
-        let orig = File::open("/proc/thread-self/ns/net").expect("open own netns");
-        let target = File::open(format!("/run/netns/{}", ns.name)).expect("open new netns");
-        // SAFETY: both are valid namespace fds; setns only affects this thread.
-        let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        ns.orig = Some(orig);
-        // Never touch the host's firewall: prove that we and our children are
-        // in the new namespace before any rule is loaded.
-        let want = target.metadata().unwrap().ino();
-        let here = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
-        assert_eq!(here, want, "thread is not in the test namespace");
-        let child = run_ok("readlink", &["/proc/self/ns/net"]);
-        assert_eq!(
-            child.trim(),
-            format!("net:[{want}]"),
-            "children not in the test namespace"
-        );
-        assert_eq!(ruleset_text(), "", "a new namespace has an empty ruleset");
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(orig) = self.orig.take() {
-            // SAFETY: valid fd of the namespace this thread started in.
-            unsafe { libc::setns(orig.as_raw_fd(), libc::CLONE_NEWNET) };
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Runs a command, panics with its stderr on failure, returns stdout.
-fn run_ok(prog: &str, args: &[&str]) -> String {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{prog}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Enters a fresh namespace `fa-rs-<tag>-<pid>` on this thread (the
+/// helper proves the thread and its children are inside), and checks
+/// that nft sees its empty ruleset before any rule is loaded. The guard
+/// leaves and deletes it, also when the test panics.
+fn enter(tag: &str) -> Inside {
+    let inside = Netns::new_entered("fa-rs", tag);
+    assert_eq!(ruleset_text(), "", "a new namespace has an empty ruleset");
+    inside
 }
 
 /// Runs a command, returns (success, stdout).
@@ -252,7 +189,7 @@ fn assert_installed(backend: QueueBackend, with_filter: bool) {
 
 #[test]
 fn install_remove_with_admin_firewall() {
-    let _ns = Netns::enter("fw");
+    let _ns = enter("fw");
     admin_firewall();
     let before = ruleset_text();
     let backend = rules::detect_queue_backend();
@@ -273,7 +210,7 @@ fn sorted(mut v: Vec<Missing>) -> Vec<Missing> {
 /// removal still leaves the ruleset as it was.
 #[test]
 fn missing_reports_what_a_reload_took_away() {
-    let _ns = Netns::enter("missing");
+    let _ns = enter("missing");
     admin_firewall();
     let before = ruleset_text();
     let inst = rules::install(&Config::default()).expect("install");
@@ -340,7 +277,7 @@ fn missing_reports_what_a_reload_took_away() {
 
 #[test]
 fn install_remove_on_empty_ruleset() {
-    let _ns = Netns::enter("empty");
+    let _ns = enter("empty");
     let backend = rules::detect_queue_backend();
     let inst = rules::install(&Config::default()).expect("install");
     assert_installed(backend, false);
@@ -359,7 +296,7 @@ fn install_remove_on_empty_ruleset() {
 }
 
 fn stale_cleanup(tag: &str, with_fw: bool) {
-    let _ns = Netns::enter(tag);
+    let _ns = enter(tag);
     if with_fw {
         admin_firewall();
     }
@@ -386,7 +323,7 @@ fn stale_rules_are_replaced_on_empty_ruleset() {
 
 #[test]
 fn printed_table_text_loads_in_check_mode() {
-    let _ns = Netns::enter("check");
+    let _ns = enter("check");
     let cfg = Config {
         control_ports: vec![21, 2121],
         ..Config::default()
@@ -431,7 +368,7 @@ fn printed_table_text_loads_in_check_mode() {
 
 #[test]
 fn failed_install_is_undone() {
-    let _ns = Netns::enter("undo");
+    let _ns = enter("undo");
     admin_firewall();
     // A regular (non-base) chain named FORWARD in ip6 mangle makes
     // ip6tables-nft fail to insert the last queue rule (CHAIN_ADD EOPNOTSUPP).
@@ -451,7 +388,7 @@ fn failed_install_is_undone() {
 
 #[test]
 fn stale_rules_in_a_table_iptables_cannot_list() {
-    let _ns = Netns::enter("incompat");
+    let _ns = enter("incompat");
     // An admin filter FORWARD chain written with nft, using a verdict map
     // that iptables cannot print: `iptables -S` fails on it, -I/-D work.
     let fw = "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\
@@ -513,7 +450,7 @@ fn ftp_alg_rules_in_native_forward() -> Vec<(usize, String)> {
 /// instance, and leaves the ruleset exactly as found.
 #[test]
 fn accept_rule_in_an_admins_native_chain() {
-    let _ns = Netns::enter("nftacc");
+    let _ns = enter("nftacc");
     let (ok, err) = nft_stdin(&[], NATIVE_FIREWALL);
     assert!(ok, "{err}");
     let before = ruleset_text();

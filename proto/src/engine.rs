@@ -1002,7 +1002,7 @@ impl Flow {
             l.before(r).then_some((l, r))
         };
         // Mapped twice when a block changes (rare), so that a packet whose
-        // blocks stay as they are builds no list.
+        // blocks stay as they are maps each block once.
         let sack_changed = seg.sack.iter().any(|b| sack_block(b) != Some(*b));
         if seq == seg.seq
             && ack == seg.ack
@@ -1020,7 +1020,7 @@ impl Flow {
             &Fixup {
                 seq,
                 ack,
-                sack: sack_changed.then(|| seg.sack.iter().map(sack_block).collect()),
+                sack: sack_changed.then(|| seg.sack.iter().filter_map(sack_block).collect()),
                 payload,
             },
         ))

@@ -13,10 +13,13 @@ use etherparse::{IpNumber, IpSlice, TcpSlice};
 
 use crate::seq::SeqNum;
 
-/// TCP option kinds (RFC 9293 §3.2, RFC 2018).
-const TCP_OPT_END: u8 = 0;
-const TCP_OPT_NOP: u8 = 1;
-const TCP_OPT_SACK: u8 = 5;
+mod checksum;
+mod ipv4;
+mod ipv6;
+mod sack;
+mod tcp;
+
+pub use sack::{SackBlocks, MAX_SACK_BLOCKS};
 
 /// Why a packet is not handled as a TCP segment. None of these is an
 /// error of the daemon: such packets are forwarded untouched.
@@ -46,8 +49,8 @@ pub struct TcpSegment {
     pub ack: SeqNum,
     /// Control flags.
     pub flags: TcpFlags,
-    /// SACK blocks (left, right) in the options (RFC 2018).
-    pub sack: Vec<(SeqNum, SeqNum)>,
+    /// SACK blocks (left, right) in the options (RFC 2018), held inline.
+    pub sack: SackBlocks,
     /// Offset of the TCP header.
     tcp_offset: usize,
     /// Offset of the TCP payload.
@@ -71,6 +74,10 @@ pub struct TcpFlags {
 
 impl TcpSegment {
     /// Parses an IP packet as delivered by NFQUEUE (starting at the IP header).
+    // Inlined into the engine, the segment (now 136 bytes with its SACK
+    // blocks inline) is built in place: 1,866 -> 1,837 instructions per
+    // packet on examples/engine_profile.rs (callgrind).
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<TcpSegment, NotTcp> {
         let ip = IpSlice::from_slice(packet).map_err(|_| NotTcp::MalformedIp)?;
         if ip.is_fragmenting_payload() {
@@ -95,7 +102,7 @@ impl TcpSegment {
                 fin: tcp.fin(),
                 rst: tcp.rst(),
             },
-            sack: sack_blocks(tcp.options()),
+            sack: sack::read(tcp.options()),
             tcp_offset,
             payload_offset,
             payload_end,
@@ -114,8 +121,8 @@ impl TcpSegment {
     }
 
     /// Builds the packet with the given header fields and payload. SACK
-    /// blocks are written back in their option slots; a block given as
-    /// `None` is removed (the option shrinks and NOPs keep the header size).
+    /// blocks are written back in the first SACK option's slot; fewer
+    /// blocks shrink the option and NOPs keep the header size.
     pub fn rebuild(&self, packet: &[u8], fix: &Fixup) -> Vec<u8> {
         let payload = fix
             .payload
@@ -124,28 +131,24 @@ impl TcpSegment {
         let mut out = Vec::with_capacity(self.payload_offset + payload.len());
         out.extend_from_slice(&packet[..self.payload_offset]);
         out.extend_from_slice(payload);
-        let tcp = self.tcp_offset;
-        out[tcp + 4..tcp + 8].copy_from_slice(&fix.seq.0.to_be_bytes());
-        out[tcp + 8..tcp + 12].copy_from_slice(&fix.ack.0.to_be_bytes());
-        if let Some(blocks) = &fix.sack {
-            write_sack_blocks(&mut out[tcp + 20..self.payload_offset], blocks);
+        let (ip, segment) = out.split_at_mut(self.tcp_offset);
+        tcp::set_seq(segment, fix.seq);
+        tcp::set_ack(segment, fix.ack);
+        if let Some(kept) = &fix.sack {
+            let header_len = self.payload_offset - self.tcp_offset;
+            sack::write(tcp::options_mut(segment, header_len), kept);
         }
-        let ip_total = out.len();
+        // A length past 64 KiB wraps, as it always did; a control segment
+        // is one MSS plus the few bytes a rewrite adds.
+        let ip_total = ip.len() + segment.len();
         match self.src.ip() {
             IpAddr::V4(_) => {
-                out[2..4].copy_from_slice(&(ip_total as u16).to_be_bytes());
-                let ihl = ((out[0] & 0x0f) as usize) * 4;
-                out[10..12].copy_from_slice(&[0, 0]);
-                let sum = checksum_fold(checksum_add(0, &out[..ihl]));
-                out[10..12].copy_from_slice(&sum.to_be_bytes());
+                ipv4::set_total_len(ip, ip_total as u16);
+                ipv4::fill_checksum(ip);
             }
-            IpAddr::V6(_) => {
-                out[4..6].copy_from_slice(&((ip_total - 40) as u16).to_be_bytes());
-            }
+            IpAddr::V6(_) => ipv6::set_payload_len(ip, (ip_total - ipv6::HEADER_LEN) as u16),
         }
-        out[tcp + 16..tcp + 18].copy_from_slice(&[0, 0]);
-        let sum = tcp_checksum(self.src.ip(), self.dst.ip(), &out[tcp..]);
-        out[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
+        tcp::fill_checksum(segment, self.src.ip(), self.dst.ip());
         out
     }
 }
@@ -157,118 +160,12 @@ pub struct Fixup {
     pub seq: SeqNum,
     /// New acknowledgement number.
     pub ack: SeqNum,
-    /// New SACK blocks, one per block of the original option; `None` drops it.
-    pub sack: Option<Vec<Option<(SeqNum, SeqNum)>>>,
+    /// The SACK blocks to write back, in order, in place of the original
+    /// option's; blocks left out are dropped (their bytes become NOPs).
+    /// `None` leaves the option as it is.
+    pub sack: Option<SackBlocks>,
     /// New payload, when it changes.
     pub payload: Option<Vec<u8>>,
-}
-
-/// Walks TCP options, calling `f(kind, offset_of_kind, option_bytes)`.
-/// Stops at END or at the first malformed length (RFC 9293 §3.1: options
-/// after a malformed one cannot be located).
-fn walk_options(options: &[u8], mut f: impl FnMut(u8, usize, &[u8])) {
-    let mut i = 0;
-    while i < options.len() {
-        match options[i] {
-            TCP_OPT_END => return,
-            TCP_OPT_NOP => i += 1,
-            kind => {
-                let Some(&len) = options.get(i + 1) else {
-                    return;
-                };
-                let len = len as usize;
-                if len < 2 || i + len > options.len() {
-                    return;
-                }
-                f(kind, i, &options[i..i + len]);
-                i += len;
-            }
-        }
-    }
-}
-
-fn sack_blocks(options: &[u8]) -> Vec<(SeqNum, SeqNum)> {
-    let mut blocks = Vec::new();
-    walk_options(options, |kind, _, opt| {
-        if kind == TCP_OPT_SACK {
-            for b in opt[2..].chunks_exact(8) {
-                let left = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                let right = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                blocks.push((SeqNum(left), SeqNum(right)));
-            }
-        }
-    });
-    blocks
-}
-
-/// Rewrites the SACK option in place; dropped blocks shrink the option and
-/// the freed bytes become NOPs so the header length stays the same.
-fn write_sack_blocks(options: &mut [u8], blocks: &[Option<(SeqNum, SeqNum)>]) {
-    let mut at = None;
-    walk_options(options, |kind, offset, opt| {
-        if kind == TCP_OPT_SACK && at.is_none() {
-            at = Some((offset, opt.len()));
-        }
-    });
-    let Some((offset, len)) = at else { return };
-    let kept: Vec<(SeqNum, SeqNum)> = blocks.iter().flatten().copied().collect();
-    let slot = &mut options[offset..offset + len];
-    slot.fill(TCP_OPT_NOP);
-    if kept.is_empty() {
-        return;
-    }
-    let new_len = 2 + 8 * kept.len().min((len - 2) / 8);
-    // Keep the option at the end of its slot so the NOPs come first, as
-    // senders usually align SACK blocks that way.
-    let start = len - new_len;
-    slot[start] = TCP_OPT_SACK;
-    slot[start + 1] = new_len as u8;
-    for (i, (l, r)) in kept.iter().take((new_len - 2) / 8).enumerate() {
-        let b = start + 2 + i * 8;
-        slot[b..b + 4].copy_from_slice(&l.0.to_be_bytes());
-        slot[b + 4..b + 8].copy_from_slice(&r.0.to_be_bytes());
-    }
-}
-
-/// One's-complement sum of 16-bit words (RFC 1071), not yet folded.
-///
-/// Every rewritten packet is summed whole, so this takes 32-bit words: as
-/// 2^16 = 1 modulo 2^16 - 1, a big-endian 32-bit word adds the same as its
-/// two 16-bit halves once folded (RFC 1071 §2(B)), in half the steps.
-fn checksum_add(mut sum: u64, bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(4);
-    for w in &mut words {
-        sum += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
-    }
-    let mut rest = words.remainder().chunks_exact(2);
-    for c in &mut rest {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
-    }
-    if let [last] = rest.remainder() {
-        sum += (*last as u64) << 8;
-    }
-    sum
-}
-
-fn checksum_fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// TCP checksum over the pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
-fn tcp_checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> u16 {
-    let sum = address_sum(src) + address_sum(dst) + 6 + tcp.len() as u64;
-    checksum_fold(checksum_add(sum, tcp))
-}
-
-/// An address's share of the pseudo-header sum.
-fn address_sum(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(a) => checksum_add(0, &a.octets()),
-        IpAddr::V6(a) => checksum_add(0, &a.octets()),
-    }
 }
 
 #[cfg(test)]
@@ -354,14 +251,14 @@ pub(crate) mod tests {
                 b"PORT 1,2,3,4,5,6\r\n",
             );
             let seg = TcpSegment::parse(&p).unwrap();
-            assert_eq!(seg.sack, vec![(SeqNum(2100), SeqNum(2200))]);
+            assert_eq!(*seg.sack, [(SeqNum(2100), SeqNum(2200))]);
             assert_eq!(seg.payload(&p), b"PORT 1,2,3,4,5,6\r\n");
             let out = seg.rebuild(
                 &p,
                 &Fixup {
                     seq: SeqNum(1005),
                     ack: SeqNum(1995),
-                    sack: Some(vec![Some((SeqNum(2095), SeqNum(2195)))]),
+                    sack: Some([(SeqNum(2095), SeqNum(2195))].into_iter().collect()),
                     payload: Some(b"PORT 203,0,113,254,5,6\r\n".to_vec()),
                 },
             );
@@ -369,7 +266,7 @@ pub(crate) mod tests {
             let again = TcpSegment::parse(&out).unwrap();
             assert_eq!(again.seq, SeqNum(1005));
             assert_eq!(again.ack, SeqNum(1995));
-            assert_eq!(again.sack, vec![(SeqNum(2095), SeqNum(2195))]);
+            assert_eq!(*again.sack, [(SeqNum(2095), SeqNum(2195))]);
             assert_eq!(again.payload(&out), b"PORT 203,0,113,254,5,6\r\n");
             assert_eq!(again.src, src);
             assert_eq!(again.dst, dst);
@@ -387,31 +284,15 @@ pub(crate) mod tests {
             &Fixup {
                 seq: SeqNum(1),
                 ack: SeqNum(2),
-                sack: Some(vec![None, Some((SeqNum(31), SeqNum(41)))]),
+                // The first block dropped, the second mapped.
+                sack: Some([(SeqNum(31), SeqNum(41))].into_iter().collect()),
                 payload: None,
             },
         );
         verify_checksums(&out);
         assert_eq!(out.len(), p.len());
         let again = TcpSegment::parse(&out).unwrap();
-        assert_eq!(again.sack, vec![(SeqNum(31), SeqNum(41))]);
-    }
-
-    #[test]
-    fn checksum_by_words_matches_rfc_1071_pairs() {
-        let bytes: Vec<u8> = (0..67u32).map(|i| (i * 37 + 11) as u8).collect();
-        for len in 0..bytes.len() {
-            let data = &bytes[..len];
-            let mut pairs = 0u64;
-            for c in data.chunks(2) {
-                pairs += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64;
-            }
-            assert_eq!(
-                checksum_fold(checksum_add(0, data)),
-                checksum_fold(pairs),
-                "{len} bytes"
-            );
-        }
+        assert_eq!(*again.sack, [(SeqNum(31), SeqNum(41))]);
     }
 
     #[test]

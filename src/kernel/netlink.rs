@@ -6,10 +6,11 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 /// How long to wait for the kernel's answer before giving up.
 pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,23 +32,8 @@ pub(crate) fn open_socket() -> io::Result<Socket> {
     socket.connect(&SocketAddr::new(0, 0))?;
     // Error answers would otherwise echo the whole request back.
     socket.set_cap_ack(true)?;
-    let tv = libc::timeval {
-        tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd, option value points to a live timeval of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let timeout = TimeVal::new(RECV_TIMEOUT.as_secs() as libc::time_t, 0);
+    setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)?;
     Ok(socket)
 }
 

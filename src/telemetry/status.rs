@@ -13,8 +13,7 @@
 //! says so (`listed: false`) with the counts of the latest published counters.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -22,6 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
 
 use crate::telemetry::status_view::StatusReport;
 use crate::telemetry::Shared;
@@ -129,50 +132,35 @@ pub fn serve(path: &Path, shared: Shared) -> io::Result<StatusServer> {
     })
 }
 
-/// socket(2), bind(2), chmod 0600, then listen(2).
+/// socket(2), bind(2), chmod 0600, then listen(2), with nix's safe calls.
 fn bind_private(path: &Path) -> io::Result<UnixListener> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.is_empty() || bytes.contains(&0) || bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
+    let bad_path = || {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             "path empty, too long for a Unix socket, or with a NUL byte",
-        ));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
-
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: addr is a valid sockaddr_un and len is within it.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
         )
     };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    // An empty path is no file at all: bind(2) would autobind an abstract
+    // address instead (unix(7)).
+    if path.as_os_str().is_empty() {
+        return Err(bad_path());
     }
-    let listen = || -> io::Result<()> {
+    // ENAMETOOLONG past sun_path's 108 bytes, EINVAL for a NUL byte.
+    let addr = UnixAddr::new(path).map_err(|_| bad_path())?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &addr)?;
+    let restrict_and_listen = || -> io::Result<()> {
+        // Before listen(2): no client can connect while the mode is wider.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::listen(fd.as_raw_fd(), 64) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        listen(&fd, Backlog::new(64)?)?;
         Ok(())
     };
-    if let Err(e) = listen() {
+    if let Err(e) = restrict_and_listen() {
         let _ = std::fs::remove_file(path);
         return Err(e);
     }
@@ -488,6 +476,11 @@ mod tests {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
         let err = serve(&long, Shared::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // Neither may bind an abstract or truncated address instead.
+        for bad in ["", "/tmp/ftp-alg\0status.sock"] {
+            let err = serve(Path::new(bad), Shared::default()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
         let missing = PathBuf::from("/nonexistent-dir-ftp-alg/status.sock");
         assert!(serve(&missing, Shared::default()).is_err());
     }

@@ -1,45 +1,96 @@
-//! A network namespace owned by one test: created with a unique name,
-//! deleted on drop (also when the test panics).
+//! Network namespaces owned by one test, shared by the root-tier tests:
+//! created with a prefix of the test file's own and the test process's pid
+//! in the name, deleted on drop (also when the test panics), entered by
+//! the current thread with a guard that proves the thread and its children
+//! are inside before the test touches any firewall rule. Without root, or
+//! without a tool they need, they fail loudly: they never skip.
 
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::geteuid;
+
+/// The network namespace of the calling thread (not of the whole process:
+/// setns(2) moves one thread).
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
 
 /// Fails the test, saying why, when not run as root: these tests need
 /// network namespaces and netfilter, and must never pass silently.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!("this test needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces; run it as root (scripts/test.sh)");
-    }
+    let uid = geteuid();
+    assert!(
+        uid.is_root(),
+        "{} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces \
+         and load rules in them; effective uid is {uid}. Run it as root (scripts/test.sh).",
+        test_name()
+    );
 }
 
-/// A namespace named `fa-t-<tag>-<pid>`.
+/// The test binary's name, for messages.
+fn test_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            let file = std::path::Path::new(&a).file_name()?.to_str()?.to_owned();
+            // Cargo appends `-<hash>` to test binaries.
+            Some(
+                file.rsplit_once('-')
+                    .map_or(file.clone(), |(n, _)| n.to_owned()),
+            )
+        })
+        .unwrap_or_else(|| "this test".into())
+}
+
+/// Runs a program (not in any namespace of ours unless the thread entered
+/// one); panics with its output unless it succeeds, returns its stdout.
+pub fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (scripts/test.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace named `<prefix>-<tag>-<pid>`, deleted on drop.
 pub struct Netns {
     pub name: String,
 }
 
 impl Netns {
-    /// Creates the namespace with its loopback up.
-    pub fn new(tag: &str) -> Netns {
+    /// Creates the namespace with its loopback up. `prefix` is the test
+    /// file's own (`fa-rs`, `fa-nl`, ...), so leftovers say whose they are.
+    pub fn new(prefix: &str, tag: &str) -> Netns {
         require_root();
-        let name = format!("fa-t-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let name = format!("{prefix}-{tag}-{}", std::process::id());
+        // A namespace of that name can only be a leftover of a crashed run
+        // with the same pid; `add` would fail on it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run_ok("ip", &["netns", "add", &name]);
+        // From here on the guard deletes the namespace whatever happens.
         let ns = Netns { name };
         ns.run_ok(&["ip", "link", "set", "lo", "up"]);
         ns
     }
 
-    /// A command that runs inside the namespace.
+    /// A command that runs inside the namespace (`ip netns exec` execs it,
+    /// so the child's PID is the program's).
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).args(argv);
@@ -48,7 +99,9 @@ impl Netns {
 
     /// Runs a command inside; returns its output whatever the status.
     pub fn run(&self, argv: &[&str]) -> Output {
-        self.command(argv).output().unwrap()
+        self.command(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ip netns exec {argv:?}: {e}"))
     }
 
     /// Runs a command inside and returns its stdout; panics on failure.
@@ -56,16 +109,108 @@ impl Netns {
         let out = self.run(argv);
         assert!(
             out.status.success(),
-            "{argv:?} in {}: {}",
+            "{argv:?} in {}: {}{}",
             self.name,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a shell command inside and returns its stdout; panics on failure.
+    pub fn sh(&self, cmd: &str) -> String {
+        self.run_ok(&["sh", "-c", cmd])
+    }
+
+    /// Loads rules from text with `nft -f -` inside; panics on failure.
+    pub fn nft_load(&self, text: &str) {
+        let mut child = self
+            .command(&["nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nft in {}: {e}", self.name));
+        let stdin = child.stdin.take();
+        stdin
+            .expect("piped stdin")
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft -f in {}: {}\n{text}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The namespace's whole nftables ruleset, as text.
     pub fn ruleset(&self) -> String {
         self.run_ok(&["nft", "-s", "list", "ruleset"])
+    }
+
+    /// Starts a long-running program inside, its stdout read line by line.
+    pub fn spawn(&self, argv: &[&str]) -> Spawned {
+        let mut child = self
+            .command(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?} in {}: {e}", self.name));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            _stdin: stdin,
+            lines,
+        }
+    }
+
+    /// Moves the calling thread into the namespace until the guard drops,
+    /// and proves it: the thread's namespace is this one, and so is that
+    /// of a child it spawns (children inherit the spawning thread's).
+    /// Netlink sockets opened and programs run meanwhile act in here, never
+    /// on the host's firewall.
+    pub fn enter(&self) -> Entered {
+        let original = File::open(THREAD_NETNS).expect("open the thread's netns");
+        let target = File::open(format!("/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
+        setns(&target, CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+        // From here on the guard takes the thread back whatever happens.
+        let entered = Entered { original };
+        let want = target.metadata().unwrap().ino();
+        let here = std::fs::metadata(THREAD_NETNS).unwrap().ino();
+        assert_eq!(here, want, "thread is not in namespace {}", self.name);
+        let child = run_ok("readlink", &["/proc/self/ns/net"]);
+        assert_eq!(
+            child.trim(),
+            format!("net:[{want}]"),
+            "children are not in namespace {}",
+            self.name
+        );
+        entered
+    }
+
+    /// Creates the namespace and enters it at once: the guard leaves the
+    /// namespace, then deletes it.
+    pub fn new_entered(prefix: &str, tag: &str) -> Inside {
+        let ns = Netns::new(prefix, tag);
+        let entered = ns.enter();
+        Inside {
+            _entered: entered,
+            ns,
+        }
     }
 }
 
@@ -73,20 +218,72 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
-            .output();
+            .status();
+    }
+}
+
+/// The calling thread lives in a test namespace until this drops; then it
+/// returns to the namespace it came from.
+pub struct Entered {
+    original: File,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let back = setns(&self.original, CloneFlags::CLONE_NEWNET);
+        // A second panic while unwinding would abort and hide the first.
+        if !std::thread::panicking() {
+            back.expect("setns back to the original namespace");
+        }
+    }
+}
+
+/// A namespace the calling thread is in: [`Netns::new_entered`].
+pub struct Inside {
+    // Fields drop in order: leave the namespace, then delete it.
+    _entered: Entered,
+    pub ns: Netns,
+}
+
+/// A program started with [`Netns::spawn`]; killed (by its own PID) and
+/// reaped on drop.
+pub struct Spawned {
+    child: Child,
+    /// Kept open: the test's scripts exit when their stdin closes.
+    _stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// The next line of its stdout; panics if none comes within `timeout`.
+    pub fn line(&self, timeout: Duration) -> String {
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no output from child within {timeout:?}: {e}"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// Fails the test (never skips) unless running as root with every tool of
 /// `tools` on PATH. `test` names the test file in the message.
 pub fn require_lab(test: &str, tools: &[&str]) {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
+    let uid = geteuid();
+    assert!(
+        uid.is_root(),
         "{test} needs root and network namespaces (it builds a lab of `ip netns` namespaces \
          with a NAT gateway); effective uid is {uid}. Run it as root, e.g. `sudo scripts/test.sh`."
     );
+    require_tools(test, tools);
+}
+
+/// Fails the test (never skips) unless every tool of `tools` is on PATH.
+pub fn require_tools(test: &str, tools: &[&str]) {
     for tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

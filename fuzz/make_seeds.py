@@ -83,7 +83,7 @@ TEMPLATE = ["Greeting", "Greeting120", "Pasv", "Epsv", "Port", "Eprt", "Eprt6",
             "Reply200", "Reply150", "Reply500", "Multi227Start", "Multi230Start", "Continuation"]
 ENDING = ["CrLf", "Lf", "None", "SpacesCrLf"]
 BODY = ["Template", "TemplatePlus", "Raw"]
-STEP = ["Line", "GiveUp", "ResumeCleartext"]
+STEP = ["Line", "Overlong", "ResumeCleartext"]
 
 
 def s_line(from_client, body, ending="CrLf"):

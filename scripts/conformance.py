@@ -18,8 +18,9 @@ order of what each side sends is exact and deterministic:
   through the gateway's DNAT), sends the greeting and the scripted replies,
   and records every byte it receives on the control connection;
 - the scripted client (namespaces cl, cs, co) sends the scripted segments:
-  TCP_NODELAY, one send() per segment, the table's `gap` (0.08 s) between
-  them (the lab's veths have GRO/GSO/TSO off, so each send is one segment);
+  TCP_NODELAY (Nagle on where a step says `nagle = true`), one send() per
+  segment, the table's `gap` (0.08 s) between them (the lab's veths have
+  GRO/GSO/TSO off, so each send is one segment);
 - a data connection goes where the far side was TOLD: in active mode the
   client listens on the port it announces and the server connects to the
   address/port it received (after the gateway's rewrite); in passive mode the
@@ -330,15 +331,27 @@ class Session:
         return True
 
     # -- scripted steps
-    def c(self, segments, server_gets, gap):
+    def c(self, segments, server_gets, gap, nagle=False):
         """The client sends segments; the server must receive server_gets."""
-        self._send_segments(self.client, "client", segments, gap)
-        return self._expect(self.server, self.s_rx, "s_mark", "server", server_gets)
+        return self._step(self.client, "client", segments, gap, nagle,
+                          (self.server, self.s_rx, "s_mark", "server", server_gets))
 
-    def s(self, segments, client_gets, gap):
+    def s(self, segments, client_gets, gap, nagle=False):
         """The server sends segments; the client must receive client_gets."""
-        self._send_segments(self.server, "server", segments, gap)
-        return self._expect(self.client, self.c_rx, "c_mark", "client", client_gets)
+        return self._step(self.server, "server", segments, gap, nagle,
+                          (self.client, self.c_rx, "c_mark", "client", client_gets))
+
+    def _step(self, sock, who, segments, gap, nagle, expect):
+        """Sends with Nagle on (no TCP_NODELAY) if asked; TCP_NODELAY comes
+        back only once the far side got everything: setting it flushes
+        what Nagle holds back."""
+        if nagle:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        self._send_segments(sock, who, segments, gap)
+        ok = self._expect(*expect)
+        if nagle:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ok
 
     def c_raw(self, segments):
         """The client sends raw bytes (not lines); the server must receive
@@ -364,9 +377,10 @@ class Session:
                 out.append(parse_active(line))
         return out
 
-    def received_227(self):
+    def received_passive(self):
         """(addr, port) of the last final 227 line the client received
-        (after the last raw bytes)."""
+        (after the last raw bytes), or of a 229 line: its port at the
+        address the client dials (RFC 2428 §3)."""
         hp = None
         for line in bytes(self.c_rx[self.c_text:]).split(b"\n"):
             if line.startswith(b"227 "):
@@ -375,6 +389,10 @@ class Session:
                     n = [int(x) for x in m.groups()]
                     if all(v <= 255 for v in n):
                         hp = (".".join(map(str, n[:4])), n[4] * 256 + n[5])
+            elif line.startswith(b"229 "):
+                m = re.search(rb"\((.)\1\1(\d+)\1\)", line)
+                if m and 0 < int(m.group(2)) <= 65535:
+                    hp = (PATHS[self.path][4], int(m.group(2)))
         return hp
 
     # -- end
@@ -503,11 +521,11 @@ class Case:
 
     def passive_data(self, sess, listeners, expect_ok):
         """The client connects to the address/port it received in the 227
-        reply; the server (acceptor) sends the payload."""
-        got = sess.received_227()
+        (or 229) reply; the server (acceptor) sends the payload."""
+        got = sess.received_passive()
         targets = [("received", got)] if got else []
         if not got:
-            self.note("the client received no usable 227 address")
+            self.note("the client received no usable 227/229 address")
         return self._data(sess.cns, targets, listeners, "acceptor", expect_ok, "passive")
 
     def _data(self, from_ns, targets, listeners, sender, expect_ok, kind):
@@ -683,7 +701,7 @@ def play(c):
             sess.close(graceful=not c.problems)
         elif do == "send":
             send = sess.c if act["from"] == "client" else sess.s
-            send(act["segments"], act["gets"], act["gap"])
+            send(act["segments"], act["gets"], act["gap"], act["nagle"])
         elif do == "tls":
             (sess.c_raw if act["from"] == "client" else sess.s_raw)([act["record"]])
         elif do == "pause":

@@ -22,7 +22,7 @@ SEGMENT_GAP = 0.08  # seconds between two scripted segments (default `gap`)
 MAX_DEPTH = 8  # snippets nest at most this deep
 
 STEP_KINDS = ("client", "server", "client_tls", "server_tls", "data", "run", "open", "pause")
-STEP_KEYS = set(STEP_KINDS) | {"gets", "gap", "len", "slot", "index", "ok", "closed", "probe", "why", "listen", "if"}
+STEP_KEYS = set(STEP_KINDS) | {"gets", "gap", "nagle", "len", "slot", "index", "ok", "closed", "probe", "why", "listen", "if"}
 CASE_KEYS = {"num", "title", "expect", "about", "path", "start", "end", "ports", "flag", "extra",
              "nat_override", "steps"}
 
@@ -146,7 +146,7 @@ def expand(table, spec, flags, run):
             segs = [fill(t, port) for t in st[kind]]
             gets = fill(st["gets"], port) if "gets" in st else b"".join(segs)
             out.append({"do": "send", "from": kind, "segments": segs, "gets": gets,
-                        "gap": float(st.get("gap", SEGMENT_GAP))})
+                        "gap": float(st.get("gap", SEGMENT_GAP)), "nagle": bool(st.get("nagle", False))})
         elif kind in ("client_tls", "server_tls"):
             if "len" not in st:
                 raise TableError(f"a TLS step needs `len`: {st}")

@@ -148,7 +148,9 @@ pub struct PolicyConfig {
     pub allow_privileged_ports: bool,
     /// Accept announced addresses that are not the announcing peer's own.
     pub allow_third_party: bool,
-    /// Longest control line parsed; a longer one stops parsing the session.
+    /// Longest control line parsed; a longer one is forwarded unparsed and
+    /// parsing resumes at the next line (announcements never exceed 256
+    /// bytes; RFC 959 sets no limit, vsftpd accepts 4096-byte commands).
     pub max_line: usize,
 }
 
@@ -199,7 +201,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             allow_privileged_ports: false,
             allow_third_party: false,
-            max_line: 512,
+            max_line: 4096,
         }
     }
 }

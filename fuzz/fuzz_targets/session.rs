@@ -82,6 +82,19 @@ enum Body {
     Raw(Vec<u8>),
 }
 
+impl Body {
+    fn write(&self, line: &mut Vec<u8>) {
+        match self {
+            Body::Template(t) => line.extend_from_slice(t.text()),
+            Body::TemplatePlus(t, extra) => {
+                line.extend_from_slice(t.text());
+                line.extend_from_slice(extra);
+            }
+            Body::Raw(raw) => line.extend_from_slice(raw),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 enum Step {
     Line {
@@ -89,7 +102,8 @@ enum Step {
         body: Body,
         ending: Ending,
     },
-    GiveUp,
+    /// A line over the length limit: the engine hands over only its head.
+    Overlong { from_client: bool, body: Body },
     /// What the engine calls once both directions are cleartext after CCC.
     ResumeCleartext,
 }
@@ -114,10 +128,20 @@ fuzz_target!(|input: Input| {
     for step in input.steps.iter().take(256) {
         let before = session.phase();
         let (from_client, event) = match step {
-            Step::GiveUp => {
-                session.give_up();
-                assert_eq!(session.phase(), Phase::NotFtp);
-                continue;
+            Step::Overlong { from_client, body } => {
+                line.clear();
+                body.write(&mut line);
+                let event = if *from_client {
+                    session.on_client_overlong(&line)
+                } else {
+                    session.on_server_overlong(&line)
+                };
+                // Its text is not all there: it must never announce.
+                assert!(
+                    !matches!(event, Some(Event::Announce(..))),
+                    "a line over the limit announced: {event:?}"
+                );
+                (*from_client, event)
             }
             Step::ResumeCleartext => {
                 session.resume_cleartext();
@@ -139,14 +163,7 @@ fuzz_target!(|input: Input| {
                 ending,
             } => {
                 line.clear();
-                match body {
-                    Body::Template(t) => line.extend_from_slice(t.text()),
-                    Body::TemplatePlus(t, extra) => {
-                        line.extend_from_slice(t.text());
-                        line.extend_from_slice(extra);
-                    }
-                    Body::Raw(raw) => line.extend_from_slice(raw),
-                }
+                body.write(&mut line);
                 line.extend_from_slice(match ending {
                     Ending::CrLf => b"\r\n",
                     Ending::Lf => b"\n",

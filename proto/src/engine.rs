@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::event::Event as Reported;
+use crate::ftp::held::{Completed, Hold, Update, MAX_ANNOUNCEMENT};
 use crate::ftp::lines::{Line, LineAssembler, Position};
 use crate::ftp::plan::{plan, Endpoints, Policy};
 use crate::ftp::session::{ControlSession, Event, Form, Phase};
@@ -40,8 +41,11 @@ pub struct EngineConfig {
     pub control_ports: Vec<u16>,
     /// What announcements are accepted.
     pub policy: Policy,
-    /// Longest control line parsed (OpenBSD's ftp-proxy uses 500 bytes);
-    /// a longer line stops parsing for the session.
+    /// Longest control line parsed. A longer line is not parsed (it still
+    /// counts as a command or a reply, so replies stay paired), and parsing
+    /// resumes with the next line. RFC 959 sets no limit; vsftpd accepts
+    /// 4096-byte commands, and a long path makes lines that long.
+    /// Announcements themselves never exceed 256 bytes.
     pub max_line: usize,
     /// Lifetime of an unused pinhole.
     pub pinhole_timeout: Duration,
@@ -51,6 +55,11 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// How long a closed session is kept to fix up late retransmissions.
     pub linger: Duration,
+    /// How long the start of a possible announcement may be held while
+    /// its sender keeps retransmitting it (see `ftp::held`: the receiver
+    /// did not acknowledge the bytes taken over); a retransmission after
+    /// this long lets them through untouched.
+    pub hold_limit: Duration,
     /// A session the server never answered is forgotten after this long
     /// (conntrack keeps SYN_SENT for 120 s).
     pub handshake_timeout: Duration,
@@ -65,11 +74,12 @@ impl Default for EngineConfig {
         EngineConfig {
             control_ports: vec![21],
             policy: Policy::default(),
-            max_line: 512,
+            max_line: 4096,
             pinhole_timeout: Duration::from_secs(30),
             max_pinholes_per_session: 2,
             idle_timeout: Duration::from_secs(2 * 3600),
             linger: Duration::from_secs(30),
+            hold_limit: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(120),
             max_sessions: 262_144,
         }
@@ -160,8 +170,8 @@ enum Dir {
 struct Half {
     lines: LineAssembler,
     edits: StreamEdits,
-    /// The bytes of the line in progress are held back (not forwarded).
-    withholding: bool,
+    /// The start of a line that may become an announcement, held back.
+    hold: Hold,
     /// TLS record framing, from `AUTH TLS` until cleartext resumes.
     tls: Option<TlsRecords>,
 }
@@ -187,9 +197,10 @@ impl Half {
 }
 
 /// Whether an unfinished line may still become an announcement: a prefix
-/// of `PORT `/`EPRT ` from the client, of `227`/`229` from the server.
+/// of `PORT `/`EPRT ` from the client, of `227`/`229` from the server, not
+/// longer than an announcement can be.
 fn could_be_announcement(dir: Dir, partial: &[u8]) -> bool {
-    if partial.is_empty() {
+    if partial.is_empty() || partial.len() >= MAX_ANNOUNCEMENT {
         return false;
     }
     let verbs: &[&[u8]] = match dir {
@@ -210,6 +221,38 @@ struct LivePinhole {
     expires: Instant,
 }
 
+/// Why ftp-alg closes a pinhole (logged with it; the counters only tell
+/// closed from expired).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseWhy {
+    /// A newer announcement of the session took its place (the session
+    /// keeps `max_pinholes_per_session`).
+    Replaced,
+    /// The server refused the `PORT`/`EPRT` (4yz/5yz).
+    RefusedByServer,
+    /// `REIN` or `QUIT` was accepted.
+    SessionReset,
+    /// Both FINs or an RST.
+    SessionEnded,
+    /// A new SYN from the same client address and port.
+    SessionReplaced,
+    /// Forgotten: idle, or its linger after the close ran out.
+    SessionForgotten,
+}
+
+impl std::fmt::Display for CloseWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseWhy::Replaced => "replaced by a newer announcement",
+            CloseWhy::RefusedByServer => "PORT/EPRT refused by the server",
+            CloseWhy::SessionReset => "REIN/QUIT accepted",
+            CloseWhy::SessionEnded => "control session ended",
+            CloseWhy::SessionReplaced => "control session replaced by a new one",
+            CloseWhy::SessionForgotten => "control session forgotten",
+        })
+    }
+}
+
 /// Everything known about one control connection.
 #[derive(Debug)]
 struct Flow {
@@ -224,13 +267,13 @@ struct Flow {
     last_seen: Instant,
     /// The server side has sent something: the connection is real.
     answered: bool,
-    fin_from_client: bool,
-    fin_from_server: bool,
-    closed_at: Option<Instant>,
     /// [`Reported::SessionOpened`] was reported: with the first packet
     /// the session handled (the packet that started the session may
     /// first ask for the NAT mapping, and is then handled again).
     reported: bool,
+    fin_from_client: bool,
+    fin_from_server: bool,
+    closed_at: Option<Instant>,
 }
 
 /// Shared state of all flows that a flow's processing may touch.
@@ -260,6 +303,9 @@ pub struct Engine {
     /// once stays a safe lower bound; events that set an earlier deadline
     /// lower it.
     next_poll: Option<Instant>,
+    /// The session table was full at the last new connection (so that a
+    /// flood logs one line, not one per SYN).
+    full: bool,
 }
 
 /// The lines one segment completes, copied out of the line assembler (the
@@ -268,9 +314,10 @@ pub struct Engine {
 struct LineScratch {
     /// The bytes of all complete lines, one after another.
     bytes: Vec<u8>,
-    /// Each line's first sequence number and range in `bytes`; `None`
-    /// for a line over the length limit.
-    lines: Vec<(SeqNum, Option<Range<usize>>)>,
+    /// Each line's first sequence number, range in `bytes`, whole length
+    /// and whether it is all there (false for a line over the length
+    /// limit, of which only the head is kept).
+    lines: Vec<(SeqNum, Range<usize>, usize, bool)>,
 }
 
 fn dnat_key(p: &Pinhole) -> Option<(IpAddr, IpAddr, u16)> {
@@ -288,6 +335,7 @@ impl Engine {
             announced: Vec::new(),
             lines: LineScratch::default(),
             next_poll: None,
+            full: false,
         }
     }
 
@@ -331,7 +379,9 @@ impl Engine {
                 server_real: server,
             });
             if mapping.client_public != client || mapping.server_real != server {
-                info!(%client, client_public = %mapping.client_public, server_public = %server,
+                // One per connection: DEBUG, counted.
+                self.stats.sessions_translated += 1;
+                debug!(%client, client_public = %mapping.client_public, server_public = %server,
                       server_real = %mapping.server_real, "control session is translated");
             }
             flow.nat = Some(mapping);
@@ -469,15 +519,23 @@ impl Engine {
     ) -> bool {
         if opening {
             if let Some(old) = self.flows.remove(&client) {
-                close.extend(self.release_all(old));
+                close.extend(self.release_all(old, CloseWhy::SessionReplaced));
             }
         } else if seg.flags.rst {
             return false;
         }
         if self.flows.len() >= self.cfg.max_sessions {
-            warn!(%client, "session table full; control connection not followed");
+            // Under a flood this is every SYN: one line when the table
+            // fills, the counter carries the volume.
+            if !self.full {
+                warn!(%client, max_sessions = self.cfg.max_sessions,
+                      "session table full; new control connections not followed");
+            }
+            self.full = true;
+            self.stats.sessions_untracked += 1;
             return false;
         }
+        self.full = false;
         let flow = if opening {
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
             flow.syn_seq = Some(seg.seq);
@@ -487,7 +545,9 @@ impl Engine {
         } else {
             // Picked up mid-stream (e.g. after a restart): follow it, but
             // honour announcements only once a reply resynchronises us.
-            info!(%client, "control session picked up mid-stream");
+            // One per connection: DEBUG, counted.
+            debug!(%client, "control session picked up mid-stream");
+            self.stats.sessions_picked_up += 1;
             Flow::new(client, ControlSession::resync(), now, self.cfg.max_line)
         };
         self.flows.insert(client, flow);
@@ -524,7 +584,7 @@ impl Engine {
         for key in gone {
             if let Some(flow) = self.flows.remove(&key) {
                 debug!(client = %key, "control session forgotten");
-                close.extend(self.release_all(flow));
+                close.extend(self.release_all(flow, CloseWhy::SessionForgotten));
             }
         }
         for flow in self.flows.values_mut() {
@@ -533,6 +593,11 @@ impl Engine {
                 if let Some(k) = dnat_key(&live.pinhole) {
                     self.dnat_in_use.remove(&k);
                 }
+                // nftables removes the element itself, when the data
+                // connection used it or its timeout ran out; which of the
+                // two, the engine cannot see.
+                info!(client = %flow.client, pinhole = %live.pinhole,
+                      "pinhole lifetime over (used, or expired unused); forgotten");
                 self.stats.pinholes_expired += 1;
             }
         }
@@ -559,7 +624,7 @@ impl Engine {
         self.flows.values().map(|f| f.info(now)).collect()
     }
 
-    fn release_all(&mut self, mut flow: Flow) -> Vec<Pinhole> {
+    fn release_all(&mut self, mut flow: Flow, why: CloseWhy) -> Vec<Pinhole> {
         self.stats.sessions_closed += 1;
         let mut shared = Shared {
             cfg: &self.cfg,
@@ -567,7 +632,7 @@ impl Engine {
             stats: &mut self.stats,
             announced: &self.announced,
         };
-        flow.close_pinholes(&mut shared)
+        flow.close_pinholes(why, &mut shared)
     }
 }
 
@@ -590,7 +655,7 @@ impl Flow {
         let half = || Half {
             lines: LineAssembler::new(max_line),
             edits: StreamEdits::default(),
-            withholding: false,
+            hold: Hold::default(),
             tls: None,
         };
         Flow {
@@ -604,10 +669,10 @@ impl Flow {
             pinholes: VecDeque::new(),
             last_seen: now,
             answered: false,
+            reported: false,
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
-            reported: false,
         }
     }
 
@@ -641,103 +706,151 @@ impl Flow {
                 this.lines.start_at(data_seq);
             }
         }
+        // Lines are followed while the session is parsed, and under TLS in a
+        // direction already back in cleartext (so the other can catch up).
+        let follows = |flow: &mut Flow| match flow.control.phase() {
+            Phase::Tls => flow.halves(dir).0.is_cleartext(),
+            _ => flow.control.is_parsing(),
+        };
+        if (!follows(self) && !payload.is_empty()) || (seg.flags.fin && payload.is_empty()) {
+            // Bytes held of a line that will not complete as one (TLS began
+            // meanwhile, or the stream ends): they go out with this segment.
+            let (this, _) = self.halves(dir);
+            if this.hold.release(&mut this.edits) {
+                debug!(client = %self.client, ?dir, "held line start released: stream ends or is no longer parsed");
+            }
+        }
         if !payload.is_empty() && self.control.phase() == Phase::Tls {
             self.follow_tls(dir, data_seq, payload);
         }
-        let mut send = payload;
-        // Lines are followed while the session is parsed, and under TLS in a
-        // direction already back in cleartext (so the other can catch up).
-        let follow_lines = match self.control.phase() {
-            Phase::Tls => self.halves(dir).0.is_cleartext(),
-            _ => self.control.is_parsing(),
-        };
-        if !payload.is_empty() && follow_lines {
-            let LineScratch { bytes, lines } = scratch;
-            bytes.clear();
-            lines.clear();
-            let (this, _) = self.halves(dir);
-            let was_withholding = this.withholding;
-            let position = this.lines.feed(data_seq, payload, |line| match line {
-                Line::Complete(at, line) => {
-                    let start = bytes.len();
-                    bytes.extend_from_slice(line);
-                    lines.push((at, Some(start..bytes.len())));
-                }
-                Line::Overlong => lines.push((data_seq, None)),
-            });
-            if position == Position::Gap {
-                // The bytes before this segment have not passed the gateway:
-                // parsing now would miss a line, forwarding unparsed could
-                // let an announcement through unrewritten. The sender
-                // retransmits it once the hole is filled.
-                debug!(client = %self.client, ?dir, "out-of-order control data dropped");
-                shared.stats.segments_held += 1;
-                decision.verdict = Verdict::Drop;
-                return decision;
-            }
-            let continued = was_withholding && position == Position::InOrder;
-            let mut first = continued;
-            for (at, range) in lines.drain(..) {
-                match range {
-                    Some(range) => {
-                        let line = &bytes[range];
-                        self.on_line(now, dir, at, line, shared, &mut decision);
-                        if std::mem::take(&mut first) {
-                            // The start of this line was held back: make
-                            // sure it goes out with this segment.
-                            self.halves(dir).0.cover(at, line);
-                        }
-                    }
-                    None => {
-                        warn!(client = %self.client, ?dir, "control line over the length limit; session no longer parsed");
-                        self.control.give_up();
-                        shared.stats.refusals.add(Reason::OverlongLine);
-                        decision.events.push(Reported::Refusal {
-                            form: None,
-                            reason: Reason::OverlongLine,
-                        });
-                    }
-                }
-            }
-            let parsing = self.control.is_parsing();
-            let (this, _) = self.halves(dir);
-            let (start, partial) = this.lines.partial();
-            let candidate =
-                parsing && !seg.flags.fin && !seg.flags.rst && could_be_announcement(dir, partial);
-            if first && !candidate {
-                // Held back so far, but the line turned out harmless.
-                let partial = partial.to_vec();
-                this.cover(start, &partial);
-            }
-            if position == Position::InOrder {
-                this.withholding = candidate;
-            }
-            if this.withholding {
-                // RFC 9293 allows a sender to cut a line anywhere; an
-                // announcement cut in two cannot be rewritten once its
-                // first part has left. So the bytes of a line that may
-                // become one are held back until it completes.
-                let keep = start.diff(data_seq).clamp(0, payload.len() as i64) as usize;
-                send = &payload[..keep];
-                if send.is_empty() && !seg.flags.syn {
-                    debug!(client = %self.client, ?dir, "possible announcement split across segments: held back");
-                    shared.stats.segments_held += 1;
-                    decision.verdict = Verdict::Drop;
-                    return decision;
-                }
-            }
+        let followed = !payload.is_empty() && follows(self);
+        let position = followed.then(|| {
+            self.follow_lines(
+                now,
+                dir,
+                seg,
+                data_seq,
+                payload,
+                shared,
+                scratch,
+                &mut decision,
+            )
+        });
+        if position == Some(Position::Gap) {
+            // The bytes before this segment have not passed the gateway:
+            // parsing now would miss a line, forwarding unparsed could let
+            // an announcement through unrewritten. The sender retransmits
+            // it once the hole is filled.
+            debug!(client = %self.client, ?dir, "out-of-order control data dropped");
+            shared.stats.segments_held += 1;
+            decision.verdict = Verdict::Drop;
+            return decision;
         }
         self.track_close(dir, seg, shared, &mut decision);
-        decision.verdict = self.fixup(dir, seg, data_seq, send, packet);
+        let (this, _) = self.halves(dir);
+        decision.verdict = match this.hold.carried(data_seq, payload) {
+            Some((start, bytes)) => self.fixup(dir, seg, start, &bytes, packet),
+            None => self.fixup(dir, seg, data_seq, payload, packet),
+        };
         decision
     }
 
+    /// Feeds a segment's payload to this direction's lines: parses every
+    /// line it completes, and holds back the start of a line that may
+    /// become an announcement (see `ftp::held` for why and how).
+    #[allow(clippy::too_many_arguments)]
+    fn follow_lines(
+        &mut self,
+        now: Instant,
+        dir: Dir,
+        seg: &TcpSegment,
+        data_seq: SeqNum,
+        payload: &[u8],
+        shared: &mut Shared<'_>,
+        scratch: &mut LineScratch,
+        decision: &mut Decision,
+    ) -> Position {
+        let LineScratch { bytes, lines } = scratch;
+        bytes.clear();
+        lines.clear();
+        let (this, _) = self.halves(dir);
+        let position = this.lines.feed(data_seq, payload, |line| {
+            let (at, text, len, whole) = match line {
+                Line::Complete(at, line) => (at, line, line.len(), true),
+                Line::Overlong { at, head, len } => (at, head, len, false),
+            };
+            let start = bytes.len();
+            bytes.extend_from_slice(text);
+            lines.push((at, start..bytes.len(), len, whole));
+        });
+        if position == Position::Gap {
+            return position;
+        }
+        for (at, range, len, whole) in lines.drain(..) {
+            let line = &bytes[range];
+            let (this, _) = self.halves(dir);
+            let completed = this.hold.complete(at, whole, &mut this.edits);
+            if whole {
+                let rewritable = completed != Completed::WasReleased;
+                self.on_line(now, dir, at, line, rewritable, shared, decision);
+                if completed == Completed::WasHeld {
+                    // The start of this line was held back: make sure it
+                    // goes out with this segment.
+                    self.halves(dir).0.cover(at, line);
+                }
+            } else {
+                // Not parsed, but still a command or a reply (so that replies
+                // stay paired); parsing resumes with the next line. Counted
+                // as the event's reason.
+                let event = match dir {
+                    Dir::ToServer => self.control.on_client_overlong(line),
+                    Dir::ToClient => self.control.on_server_overlong(line),
+                };
+                self.on_event(now, dir, at, len, line, event, false, shared, decision);
+            }
+        }
+        let parsing = self.control.is_parsing();
+        let end = data_seq.offset(payload.len() as i64);
+        let (this, _) = self.halves(dir);
+        let (start, partial) = this.lines.partial();
+        let candidate = parsing
+            && !seg.flags.fin
+            && !seg.flags.rst
+            && !this.lines.in_overlong()
+            && could_be_announcement(dir, partial);
+        let update = this.hold.update(
+            now,
+            start,
+            partial,
+            candidate,
+            position == Position::InOrder,
+            position == Position::Old && start.before(end),
+            shared.cfg.hold_limit,
+            &mut this.edits,
+        );
+        match update {
+            Update::Holding => {
+                debug!(client = %self.client, ?dir, "possible announcement split across segments: held back, delivery taken over");
+                shared.stats.segments_held += 1;
+            }
+            Update::TimedOut => {
+                info!(client = %self.client, ?dir, "held line start never acknowledged; released untouched");
+            }
+            Update::Unchanged | Update::Harmless => {}
+        }
+        position
+    }
+
+    /// Parses one complete line at `at`. `rewritable`: false when its start
+    /// already went out untouched (a hold released after its limit).
+    #[allow(clippy::too_many_arguments)]
     fn on_line(
         &mut self,
         now: Instant,
         dir: Dir,
         at: SeqNum,
         line: &[u8],
+        rewritable: bool,
         shared: &mut Shared<'_>,
         decision: &mut Decision,
     ) {
@@ -745,9 +858,46 @@ impl Flow {
             Dir::ToServer => self.control.on_client_line(line),
             Dir::ToClient => self.control.on_server_line(line),
         };
+        self.on_event(
+            now,
+            dir,
+            at,
+            line.len(),
+            line,
+            event,
+            rewritable,
+            shared,
+            decision,
+        );
+    }
+
+    /// Acts on what a line of `len` bytes at `at` means; `line` holds its
+    /// bytes (only its head for a line over the length limit, which never
+    /// announces).
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(
+        &mut self,
+        now: Instant,
+        dir: Dir,
+        at: SeqNum,
+        len: usize,
+        line: &[u8],
+        event: Option<Event>,
+        rewritable: bool,
+        shared: &mut Shared<'_>,
+        decision: &mut Decision,
+    ) {
         let client = self.client;
         match event {
             None => {}
+            Some(Event::Announce(form, _)) if len > MAX_ANNOUNCEMENT => {
+                shared.stats.refusals.add(Reason::OverlongAnnouncement);
+                info!(%client, ?form, len, reason = %Reason::OverlongAnnouncement, "announcement refused; nothing opened");
+                decision.events.push(Reported::Refusal {
+                    form: Some(form),
+                    reason: Reason::OverlongAnnouncement,
+                });
+            }
             Some(Event::Announce(form, hp)) => {
                 let Some(ep) = self.endpoints(shared.announced) else {
                     shared.stats.refusals.add(Reason::NatUnknown);
@@ -761,6 +911,14 @@ impl Flow {
                 let in_use = &*shared.dnat_in_use;
                 let free = |p: &Pinhole| dnat_key(p).is_none_or(|k| !in_use.contains(&k));
                 match plan(form, &hp, &ep, &shared.cfg.policy, free) {
+                    Ok(plan) if plan.replacement.is_some() && !rewritable => {
+                        shared.stats.refusals.add(Reason::HeldLineReleased);
+                        warn!(%client, ?form, reason = %Reason::HeldLineReleased, "announcement refused; nothing opened");
+                        decision.events.push(Reported::Refusal {
+                            form: Some(form),
+                            reason: Reason::HeldLineReleased,
+                        });
+                    }
                     Ok(plan) => {
                         shared.stats.announcements.add(form);
                         decision.events.push(Reported::Announcement {
@@ -818,14 +976,18 @@ impl Flow {
                     .iter()
                     .rposition(|p| matches!(p.form, Form::Port | Form::Eprt));
                 if let Some(i) = last.and_then(|i| self.pinholes.remove(i)) {
-                    info!(%client, pinhole = %i.pinhole, "server refused PORT/EPRT; pinhole closed");
-                    release(&i.pinhole, shared);
+                    release(client, &i.pinhole, CloseWhy::RefusedByServer, shared);
                     decision.close.push(i.pinhole);
                 }
             }
             Some(Event::Ignored(why)) => {
                 shared.stats.refusals.add(why);
-                info!(%client, reason = %why, "line ignored; nothing opened");
+                if why == Reason::OverlongLine {
+                    // An ordinary long path: counted, not worth a line each.
+                    debug!(%client, ?dir, len, reason = %why, "line not parsed; nothing opened")
+                } else {
+                    info!(%client, reason = %why, "line ignored; nothing opened")
+                }
                 decision.events.push(Reported::Refusal {
                     form: None,
                     reason: why,
@@ -833,17 +995,18 @@ impl Flow {
             }
             Some(Event::TlsStarted) => {
                 shared.stats.tls_sessions += 1;
-                info!(%client, "control session switched to TLS; no longer parsed");
+                // One per FTPS connection: DEBUG, counted (tls_sessions).
+                debug!(%client, "control session switched to TLS; no longer parsed");
                 decision.events.push(Reported::TlsStarted);
                 // Records start right after the 234 line from the server and
                 // after the last parsed line from the client.
-                let server_start = at.offset(line.len() as i64);
+                let server_start = at.offset(len as i64);
                 let client_start = self.to_server.lines.next_seq().unwrap_or(server_start);
                 self.to_client.tls = Some(TlsRecords::new(server_start));
                 self.to_server.tls = Some(TlsRecords::new(client_start));
             }
             Some(Event::Reset) => {
-                let closed = self.close_pinholes(shared);
+                let closed = self.close_pinholes(CloseWhy::SessionReset, shared);
                 debug!(%client, pinholes = closed.len(), "REIN/QUIT accepted; pinholes closed");
                 decision.close.extend(closed);
             }
@@ -860,7 +1023,7 @@ impl Flow {
             this.lines.start_at(clear);
         }
         if self.to_server.is_cleartext() && self.to_client.is_cleartext() {
-            info!(client = %self.client, "control session back in cleartext (CCC); parsed again");
+            debug!(client = %self.client, "control session back in cleartext (CCC); parsed again");
             self.control.resume_cleartext();
         }
     }
@@ -920,7 +1083,7 @@ impl Flow {
     ) {
         while self.pinholes.len() >= shared.cfg.max_pinholes_per_session.max(1) {
             let old = self.pinholes.pop_front().expect("non-empty");
-            release(&old.pinhole, shared);
+            release(self.client, &old.pinhole, CloseWhy::Replaced, shared);
             decision.close.push(old.pinhole);
         }
         if let Some(k) = dnat_key(&pinhole) {
@@ -939,11 +1102,12 @@ impl Flow {
         decision.events.push(Reported::Pinhole { form, opening });
     }
 
-    fn close_pinholes(&mut self, shared: &mut Shared<'_>) -> Vec<Pinhole> {
+    fn close_pinholes(&mut self, why: CloseWhy, shared: &mut Shared<'_>) -> Vec<Pinhole> {
+        let client = self.client;
         self.pinholes
             .drain(..)
             .map(|live| {
-                release(&live.pinhole, shared);
+                release(client, &live.pinhole, why, shared);
                 live.pinhole
             })
             .collect()
@@ -965,7 +1129,7 @@ impl Flow {
         let ended = seg.flags.rst || (self.fin_from_client && self.fin_from_server);
         if ended && self.closed_at.is_none() {
             self.closed_at = Some(self.last_seen);
-            let closed = self.close_pinholes(shared);
+            let closed = self.close_pinholes(CloseWhy::SessionEnded, shared);
             debug!(client = %self.client, pinholes = closed.len(), "control session closed");
             decision.close.extend(closed);
         }
@@ -982,12 +1146,27 @@ impl Flow {
         payload: &[u8],
         packet: &[u8],
     ) -> Verdict {
-        let truncated = payload.len() != seg.payload(packet).len();
+        // Held bytes released in front of the segment's own (`Hold::carried`).
+        let resized = payload.len() != seg.payload(packet).len();
         let (this, other) = self.halves(dir);
-        if this.edits.is_identity() && other.edits.is_identity() && !truncated {
+        if this.edits.is_identity() && other.edits.is_identity() && !resized {
             return Verdict::Accept;
         }
-        let rendered = this.edits.render(data_seq, payload);
+        let mut rendered = this.edits.render(data_seq, payload);
+        let flags = seg.flags;
+        if rendered.payload.as_ref().is_some_and(Vec::is_empty)
+            && !payload.is_empty()
+            && !(flags.syn || flags.fin || flags.rst)
+        {
+            // Every byte is held (`ftp::held`): a duplicate of the byte
+            // before the line, so that the receiver acknowledges at once
+            // (RFC 9293 §3.10.7.4) what the sender sent. That byte ends the
+            // previous line; at the stream's start, an empty duplicate.
+            rendered.seq = rendered.seq.offset(-1);
+            if !this.lines.line_is_first() {
+                rendered.payload = Some(b"\n".to_vec());
+            }
+        }
         let seq = rendered.seq.offset(-(seg.flags.syn as i64));
         let ack = if seg.flags.ack {
             other.edits.to_original(seg.ack, false)
@@ -1008,13 +1187,13 @@ impl Flow {
             && ack == seg.ack
             && rendered.payload.is_none()
             && !sack_changed
-            && !truncated
+            && !resized
         {
             return Verdict::Accept;
         }
         let payload = rendered
             .payload
-            .or_else(|| truncated.then(|| payload.to_vec()));
+            .or_else(|| resized.then(|| payload.to_vec()));
         Verdict::Replace(seg.rebuild(
             packet,
             &Fixup {
@@ -1027,9 +1206,11 @@ impl Flow {
     }
 }
 
-fn release(p: &Pinhole, shared: &mut Shared<'_>) {
+/// Forgets a pinhole that ftp-alg closes, and says why.
+fn release(client: SocketAddr, p: &Pinhole, why: CloseWhy, shared: &mut Shared<'_>) {
     if let Some(k) = dnat_key(p) {
         shared.dnat_in_use.remove(&k);
     }
     shared.stats.pinholes_closed += 1;
+    info!(%client, pinhole = %p, %why, "pinhole closed");
 }

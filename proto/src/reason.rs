@@ -49,11 +49,19 @@ pub enum Reason {
     NatUnknown,
     /// The rewrite would overlap an earlier rewrite of the same stream.
     RewriteOverlap,
+    /// The start of the line was held back for longer than the hold limit
+    /// while the sender kept retransmitting it (its receiver never
+    /// acknowledged the bytes the engine took over): it was let through
+    /// untouched, so the announcement can no longer be rewritten.
+    HeldLineReleased,
+    /// A `PORT`/`EPRT`/`227`/`229` line longer than an announcement can
+    /// be (see `engine::MAX_ANNOUNCEMENT`): not parsed as one.
+    OverlongAnnouncement,
 }
 
 impl Reason {
     /// Every reason, in declaration order (the index of [`ReasonCounts`]).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ThirdPartyAddress,
         Reason::PrivilegedPort,
         Reason::PortZero,
@@ -69,6 +77,8 @@ impl Reason {
         Reason::OverlongLine,
         Reason::NatUnknown,
         Reason::RewriteOverlap,
+        Reason::HeldLineReleased,
+        Reason::OverlongAnnouncement,
     ];
 
     fn index(self) -> usize {
@@ -94,6 +104,10 @@ impl fmt::Display for Reason {
             Reason::OverlongLine => "control line over the length limit",
             Reason::NatUnknown => "announcement before the NAT mapping is known",
             Reason::RewriteOverlap => "rewrite overlaps an earlier one",
+            Reason::HeldLineReleased => {
+                "line start held back too long and let through untouched: not rewritten"
+            }
+            Reason::OverlongAnnouncement => "announcement longer than 256 bytes",
         })
     }
 }

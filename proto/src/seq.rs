@@ -111,6 +111,18 @@ impl StreamEdits {
         true
     }
 
+    /// Removes the most recent edit if it starts at `at`, so that a final
+    /// form can replace it. Only for an edit none of whose bytes can have
+    /// reached the receiver in another form (one that emits nothing);
+    /// returns whether one was removed.
+    pub fn pop_last_at(&mut self, at: SeqNum) -> bool {
+        let found = self.edits.back().is_some_and(|e| e.at == at);
+        if found {
+            self.edits.pop_back();
+        }
+        found
+    }
+
     /// Maps an original sequence number that is not inside an edit to the
     /// wire. A number inside an edit maps to the wire start of that edit.
     pub fn to_wire(&self, seq: SeqNum) -> SeqNum {
@@ -139,7 +151,10 @@ impl StreamEdits {
         for edit in &self.edits {
             let wire_start = edit.at.offset(delta);
             let wire_end = wire_start.offset(edit.new.len() as i64);
-            if !wire_start.before(wire) {
+            // An edit that emits nothing (bytes taken over by the engine,
+            // see `ftp::held`) is received as soon as the receiver has
+            // everything before it: an ACK at its wire position covers it.
+            if wire.before(wire_start) || (wire == wire_start && !edit.new.is_empty()) {
                 break;
             }
             if wire.before(wire_end) {
@@ -275,6 +290,34 @@ mod tests {
         let n = MAX_EDITS as i64 + 4;
         assert_eq!(e.total_delta(), n);
         assert_eq!(e.to_wire(SeqNum(100_000)), SeqNum(100_000 + n as u32));
+    }
+
+    #[test]
+    fn an_edit_that_emits_nothing_is_acknowledged_with_what_precedes_it() {
+        // Bytes 10..13 taken over (emitted as nothing): an ACK of wire 10
+        // acknowledges them; later bytes shift back by 3.
+        let mut e = edits(&[(10, 3, "")]);
+        assert_eq!(e.to_original(SeqNum(10), false), SeqNum(13));
+        assert_eq!(e.to_original(SeqNum(9), false), SeqNum(9));
+        assert_eq!(e.to_wire(SeqNum(11)), SeqNum(10));
+        assert_eq!(
+            e.render(SeqNum(10), b"abc").payload.as_deref(),
+            Some(&b""[..])
+        );
+        // Replaced by its final form, the bytes are emitted whole.
+        assert!(e.pop_last_at(SeqNum(10)));
+        assert!(e.push(Edit {
+            at: SeqNum(10),
+            old_len: 5,
+            new: b"ABCDE".to_vec(),
+        }));
+        let r = e.render(SeqNum(13), b"de");
+        assert_eq!(
+            (r.seq, r.payload.as_deref()),
+            (SeqNum(10), Some(&b"ABCDE"[..]))
+        );
+        assert_eq!(e.to_original(SeqNum(10), false), SeqNum(10));
+        assert!(!e.pop_last_at(SeqNum(11)));
     }
 
     #[test]

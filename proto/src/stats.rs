@@ -15,6 +15,12 @@ pub struct EngineStats {
     pub sessions_opened: u64,
     /// Control sessions forgotten (closed, idle or unanswered).
     pub sessions_closed: u64,
+    /// Of the sessions started, those picked up mid-stream (no SYN seen).
+    pub sessions_picked_up: u64,
+    /// Control sessions whose NAT mapping translates an address.
+    pub sessions_translated: u64,
+    /// New control connections not followed: the session table was full.
+    pub sessions_untracked: u64,
     /// Announcements accepted, by form.
     pub announcements: FormCounts,
     /// Announcements whose text was rewritten.
@@ -31,7 +37,9 @@ pub struct EngineStats {
     pub refusals: ReasonCounts,
     /// Sessions that switched to TLS.
     pub tls_sessions: u64,
-    /// Control segments dropped on purpose (out of order, or held back).
+    /// Control segments held back: dropped because they came out of
+    /// order, or carrying bytes of a line that may become an announcement,
+    /// whose delivery the engine took over (`ftp::held`).
     pub segments_held: u64,
 }
 

@@ -206,6 +206,7 @@ fn unanswered_syns_expire_and_the_table_is_bounded() {
         let _ = sim.engine.handle(now, &p);
     }
     assert_eq!(sim.engine.session_count(), 3, "bounded by max_sessions");
+    assert_eq!(sim.engine.stats().sessions_untracked, 7, "the rest counted");
     sim.engine.poll(now + Duration::from_secs(119));
     assert_eq!(sim.engine.session_count(), 3);
     sim.engine.poll(now + Duration::from_secs(121));

@@ -34,6 +34,8 @@ pub fn reason(reason: Reason) -> &'static str {
         Reason::OverlongLine => "overlong_line",
         Reason::NatUnknown => "nat_unknown",
         Reason::RewriteOverlap => "rewrite_overlap",
+        Reason::HeldLineReleased => "held_line_released",
+        Reason::OverlongAnnouncement => "overlong_announcement",
         // A reason added to the core shows until it gets a label here.
         _ => "other",
     }

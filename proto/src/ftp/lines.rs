@@ -6,7 +6,13 @@
 //! retransmitted bytes are recognised by their sequence numbers and not fed
 //! to the parser again.
 
+use super::held::MAX_ANNOUNCEMENT;
 use crate::seq::SeqNum;
+
+/// How much of a line over the limit is kept: enough to classify it (the
+/// command verb, the reply code) and to hold every byte of a line that may
+/// still become an announcement, which is never longer.
+const HEAD: usize = MAX_ANNOUNCEMENT;
 
 /// Where a segment lies relative to the bytes already parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,12 +26,15 @@ pub enum Position {
 }
 
 /// Reassembles lines of one direction. `max_line` bounds memory: a longer
-/// line is reported once as overlong and not parsed.
+/// line is reported once as overlong, with its first bytes only, and
+/// assembly goes on with the next line.
 #[derive(Clone, Debug)]
 pub struct LineAssembler {
     next: Option<SeqNum>,
     line: Vec<u8>,
     line_start: SeqNum,
+    /// Sequence number the stream (or its cleartext part) starts at.
+    began: SeqNum,
     overlong: bool,
     max_line: usize,
 }
@@ -36,8 +45,15 @@ pub enum Line<'a> {
     /// The bytes of the line, line ending included, and the original
     /// sequence number of its first byte.
     Complete(SeqNum, &'a [u8]),
-    /// A line longer than the limit ended; its content was not kept.
-    Overlong,
+    /// A line longer than the limit ended; only its head was kept.
+    Overlong {
+        /// Original sequence number of its first byte.
+        at: SeqNum,
+        /// Its first bytes (at most 256).
+        head: &'a [u8],
+        /// Its whole length, line ending included.
+        len: usize,
+    },
 }
 
 impl LineAssembler {
@@ -47,6 +63,7 @@ impl LineAssembler {
             next: None,
             line: Vec::new(),
             line_start: SeqNum(0),
+            began: SeqNum(0),
             overlong: false,
             max_line,
         }
@@ -57,7 +74,19 @@ impl LineAssembler {
         self.next = Some(seq);
         self.line.clear();
         self.line_start = seq;
+        self.began = seq;
         self.overlong = false;
+    }
+
+    /// True while the line in progress is over the limit.
+    pub fn in_overlong(&self) -> bool {
+        self.overlong
+    }
+
+    /// True when the line in progress is the first of the stream (no byte
+    /// of this stream precedes it).
+    pub fn line_is_first(&self) -> bool {
+        self.line_start == self.began
     }
 
     /// True when the stream position is known.
@@ -70,8 +99,8 @@ impl LineAssembler {
         self.next
     }
 
-    /// The bytes of the line in progress (not yet terminated) and the
-    /// sequence number of its first byte.
+    /// The bytes of the line in progress (not yet terminated; only its
+    /// head when over the limit) and the sequence number of its first byte.
     pub fn partial(&self) -> (SeqNum, &[u8]) {
         (self.line_start, &self.line)
     }
@@ -102,17 +131,23 @@ impl LineAssembler {
             }
             pos = pos.offset(chunk.len() as i64);
             let complete = chunk.last() == Some(&b'\n');
-            if !self.overlong {
-                if self.line.len() + chunk.len() > self.max_line {
-                    self.overlong = true;
-                    self.line.clear();
-                } else {
-                    self.line.extend_from_slice(chunk);
-                }
+            if !self.overlong && self.line.len() + chunk.len() > self.max_line {
+                self.overlong = true;
+                self.line.truncate(HEAD);
+            }
+            if self.overlong {
+                let room = HEAD.saturating_sub(self.line.len()).min(chunk.len());
+                self.line.extend_from_slice(&chunk[..room]);
+            } else {
+                self.line.extend_from_slice(chunk);
             }
             if complete {
                 if self.overlong {
-                    on_line(Line::Overlong);
+                    on_line(Line::Overlong {
+                        at: self.line_start,
+                        head: &self.line,
+                        len: pos.diff(self.line_start) as usize,
+                    });
                 } else {
                     on_line(Line::Complete(self.line_start, &self.line));
                 }
@@ -133,7 +168,11 @@ mod tests {
         let mut lines = Vec::new();
         let p = a.feed(SeqNum(seq), data, |l| match l {
             Line::Complete(s, b) => lines.push((s.0, b.to_vec())),
-            Line::Overlong => lines.push((0, b"<overlong>".to_vec())),
+            Line::Overlong { at, head, len } => {
+                let mut v = format!("<overlong {len}>").into_bytes();
+                v.extend_from_slice(head);
+                lines.push((at.0, v))
+            }
         });
         (p, lines)
     }
@@ -162,7 +201,24 @@ mod tests {
         let mut a = LineAssembler::new(8);
         a.start_at(SeqNum(0));
         let (_, l) = collect(&mut a, 0, b"0123456789\nok\n");
-        assert_eq!(l, vec![(0, b"<overlong>".to_vec()), (11, b"ok\n".to_vec())]);
+        assert_eq!(
+            l,
+            vec![
+                (0, b"<overlong 11>0123456789\n".to_vec()),
+                (11, b"ok\n".to_vec())
+            ]
+        );
+        // The head is bounded, whatever the line's length and cuts.
+        let mut long = vec![b'x'; 1000];
+        long.push(b'\n');
+        let (_, l) = collect(&mut a, 14, &long[..300]);
+        assert!(l.is_empty());
+        assert!(a.in_overlong());
+        assert_eq!(a.partial().1.len(), HEAD);
+        let (_, l) = collect(&mut a, 314, &long[300..]);
+        assert_eq!(l[0].0, 14);
+        assert_eq!(l[0].1.len(), "<overlong 1001>".len() + HEAD);
+        assert!(!a.in_overlong());
     }
 
     #[test]

@@ -83,7 +83,10 @@ pub fn plan(
 
 /// Active mode: the server connects to the client. Behind source NAT the
 /// client's address is replaced by the public one, and the pinhole carries
-/// the DNAT back to the client.
+/// the DNAT back to the client. A client configured with its external
+/// address already announces the session's public address (or what a
+/// further NAT presents for it): that is its own too, and gets the same
+/// pinhole, the text kept when it is already right.
 fn plan_active(
     hp: &HostPort,
     ep: &Endpoints,
@@ -91,11 +94,14 @@ fn plan_active(
     port_free: impl Fn(&Pinhole) -> bool,
 ) -> Result<Plan, Reason> {
     let announced = hp.addr.unwrap_or(ep.client.ip());
-    if announced != ep.client.ip() && !policy.allow_third_party {
+    let translated = ep.client_public.ip() != ep.client.ip();
+    let names_public =
+        translated && (announced == ep.client_public.ip() || announced == ep.client_announced);
+    if announced != ep.client.ip() && !names_public && !policy.allow_third_party {
         return Err(Reason::ThirdPartyAddress);
     }
     let server = ep.server_real.ip();
-    if ep.client_public.ip() == ep.client.ip() {
+    if !translated {
         return Ok(Plan {
             replacement: None,
             pinhole: Pinhole {
@@ -107,7 +113,12 @@ fn plan_active(
         });
     }
     let public = ep.client_public.ip();
-    let real = SocketAddr::new(announced, hp.port);
+    let listener = if names_public {
+        ep.client.ip()
+    } else {
+        announced
+    };
+    let real = SocketAddr::new(listener, hp.port);
     // Keep the client's port when it is free on the public address (as
     // nf_nat_ftp does), else take the next free one.
     let pinhole = (0..PORT_TRIES)
@@ -119,12 +130,10 @@ fn plan_active(
         })
         .find(|p| port_free(p))
         .ok_or(Reason::NoPublicPort)?;
+    let text_right = announced == ep.client_announced && pinhole.dport == hp.port;
     Ok(Plan {
-        replacement: Some(format_host_port(
-            ep.client_announced,
-            pinhole.dport,
-            hp.delimiter,
-        )),
+        replacement: (!text_right)
+            .then(|| format_host_port(ep.client_announced, pinhole.dport, hp.delimiter)),
         pinhole,
     })
 }
@@ -285,6 +294,49 @@ mod tests {
         assert_eq!(p.pinhole.dst, "203.0.113.254".parse::<IpAddr>().unwrap());
         assert_eq!(p.pinhole.dport, 50000);
         assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+    }
+
+    #[test]
+    fn active_naming_its_own_public_address_opens_with_the_dnat_back() {
+        // A client configured with its external IP announces the address
+        // the gateway's SNAT gives it: kept as it is, mapped back.
+        let hp = port_line(b"PORT 203,0,113,254,195,80\r\n");
+        let p = plan(Form::Port, &hp, &snat(), &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.dst, ip("203.0.113.254"));
+        assert_eq!(p.pinhole.dport, 50000);
+        assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+        // Its public port taken: the text must name the one chosen.
+        let p = plan(Form::Port, &hp, &snat(), &Policy::default(), |p| {
+            p.dport != 50000
+        });
+        assert_eq!(
+            p.unwrap().replacement.as_deref(),
+            Some(&b"203,0,113,254,195,81"[..])
+        );
+        // Behind a further NAT: the outer address is its own too, and the
+        // gateway's public one is rewritten to it.
+        let ep = Endpoints {
+            client_announced: ip("198.51.100.77"),
+            ..snat()
+        };
+        let outer = port_line(b"EPRT |1|198.51.100.77|50000|\r\n");
+        let p = plan(Form::Eprt, &outer, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement, None);
+        assert_eq!(p.pinhole.dnat, Some(sa("198.51.100.2:50000")));
+        let p = plan(Form::Port, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"198,51,100,77,195,80"[..]));
+        // Without SNAT the gateway's address is not the client's.
+        let plain = endpoints(
+            "198.51.100.2:40000",
+            "198.51.100.2:40000",
+            "203.0.113.10:21",
+            "203.0.113.10:21",
+        );
+        assert_eq!(
+            plan(Form::Port, &hp, &plain, &Policy::default(), |_| true),
+            Err(Reason::ThirdPartyAddress)
+        );
     }
 
     #[test]

@@ -130,11 +130,6 @@ impl ControlSession {
         }
     }
 
-    /// Stops honouring this session (e.g. a line limit was exceeded).
-    pub fn give_up(&mut self) {
-        self.phase = Phase::NotFtp;
-    }
-
     /// Handles one complete line from the client.
     pub fn on_client_line(&mut self, line: &[u8]) -> Option<Event> {
         if let Some(event) = self.refuse_nul(line) {
@@ -208,6 +203,20 @@ impl ControlSession {
         self.final_reply(reply.code, line)
     }
 
+    /// A client line over the length limit, of which only `head` (its
+    /// first bytes) was kept. It is still a command that gets a reply, so
+    /// it is counted for pairing (and an `AUTH` still turns the session to
+    /// TLS), but nothing it says is honoured: it announces nothing.
+    pub fn on_client_overlong(&mut self, head: &[u8]) -> Option<Event> {
+        unparsed(self.on_client_line(head))
+    }
+
+    /// A server line over the length limit, of which only `head` was kept:
+    /// it may end a reply (paired as usual), but announces nothing.
+    pub fn on_server_overlong(&mut self, head: &[u8]) -> Option<Event> {
+        unparsed(self.on_server_line(head))
+    }
+
     /// A NUL byte has no place in a control line (RFC 959 §4: Telnet
     /// NVT ASCII text); a peer that sends one is not parsed any more.
     fn refuse_nul(&mut self, line: &[u8]) -> Option<Event> {
@@ -262,6 +271,19 @@ impl ControlSession {
             }
             _ => None,
         }
+    }
+}
+
+/// What a line over the length limit means: its effect on the session,
+/// but never an announcement, nor a refusal of one (its text is not known).
+fn unparsed(event: Option<Event>) -> Option<Event> {
+    match event {
+        None
+        | Some(Event::Announce(..))
+        | Some(Event::Ignored(Reason::MalformedAnnouncement | Reason::MalformedReply)) => {
+            Some(Event::Ignored(Reason::OverlongLine))
+        }
+        other => other,
     }
 }
 
@@ -368,6 +390,28 @@ mod tests {
             s.on_server_line(b"227 (192,0,2,10,4,1)\r\n"),
             Some(Event::Announce(Form::Pasv227, _))
         ));
+    }
+
+    #[test]
+    fn overlong_lines_pair_but_never_announce() {
+        let mut s = ready();
+        let over = Some(Event::Ignored(Reason::OverlongLine));
+        // A long CWD, then PASV: the CWD's reply pairs with the CWD.
+        assert_eq!(s.on_client_overlong(b"CWD /aaaaaaaa"), over);
+        s.on_client_line(b"PASV\r\n");
+        assert_eq!(s.on_server_line(b"250 ok\r\n"), None);
+        assert!(matches!(
+            s.on_server_line(b"227 (192,0,2,10,4,1)\r\n"),
+            Some(Event::Announce(Form::Pasv227, _))
+        ));
+        // An overlong 227 answers its PASV but opens nothing.
+        s.on_client_line(b"PASV\r\n");
+        assert_eq!(s.on_server_overlong(b"227 (192,0,2,10,4,1) xxxx"), over);
+        assert_eq!(s.on_client_overlong(b"PORT 1,2,3,4,5,6 xxxx"), over);
+        assert_eq!(s.on_server_line(b"200 ok\r\n"), None);
+        // An overlong AUTH still turns the session to TLS.
+        s.on_client_overlong(b"AUTH TLS xxxxxxxx");
+        assert_eq!(s.on_server_line(b"234 go\r\n"), Some(Event::TlsStarted));
     }
 
     #[test]

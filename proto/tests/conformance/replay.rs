@@ -11,9 +11,9 @@ use ftp_alg_proto::engine::EngineConfig;
 use ftp_alg_proto::pinhole::Pinhole;
 use ftp_alg_proto::reason::Reason;
 
-use crate::support::{Side, Sim};
+use crate::support::{Receiver, Sender, Side, Sim};
 use crate::table::{Action, Case, Data, Listen, Path, Peer, Table};
-use crate::wire::{received_227, received_ports};
+use crate::wire::{received_passive, received_ports};
 
 /// Plays `case` with `flags` set; the first broken expectation is the error.
 pub fn play(table: &Table, case: &Case, flags: &[String]) -> Result<(), String> {
@@ -117,17 +117,20 @@ impl<'a> Session<'a> {
                 segments,
                 gets,
                 gap,
+                nagle,
             } => {
-                let cuts: Vec<usize> = segments
-                    .iter()
-                    .scan(0, |n, s| {
-                        *n += s.len();
-                        Some(*n)
-                    })
-                    .collect();
+                // A sender with timing (retransmission timer, one segment
+                // after a timeout, Nagle): a step the lab's peers would
+                // stall on stalls here too.
                 let gap = Duration::from_secs_f64(*gap);
+                let pieces: Vec<(Duration, &[u8])> = segments
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (if i == 0 { Duration::ZERO } else { gap }, &s[..]))
+                    .collect();
+                let sender = Sender { nagle: *nagle };
                 self.sim
-                    .send_paced(side(*from), &segments.concat(), &cuts, gap);
+                    .write_timed(side(*from), &pieces, sender, Receiver::Standard)?;
                 self.expect(*from, gets, false)
             }
             Action::Tls { from, record } => {
@@ -208,7 +211,7 @@ impl<'a> Session<'a> {
     fn connect(&mut self, d: &Data) -> Result<(), String> {
         let (told, from) = if d.passive {
             let text = &self.sim.received(Side::Server)[self.client_read.text..];
-            (received_227(text), self.path.client)
+            (received_passive(text, self.path.server), self.path.client)
         } else {
             let text = &self.sim.received(Side::Client)[self.server_read.text..];
             let lines = received_ports(text);

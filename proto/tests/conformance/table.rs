@@ -66,6 +66,8 @@ pub struct Step {
     server: Option<Vec<String>>,
     gets: Option<String>,
     gap: Option<f64>,
+    #[serde(default)]
+    nagle: bool,
     client_tls: Option<u8>,
     server_tls: Option<u8>,
     len: Option<u16>,
@@ -122,12 +124,14 @@ pub struct Data {
 pub enum Action {
     /// Open a control session on this path.
     Open(String),
-    /// `from` sends `segments`, `gap` seconds apart; the far side gets `gets`.
+    /// `from` sends `segments`, `gap` seconds apart, with Nagle's
+    /// algorithm on or off (`TCP_NODELAY`); the far side gets `gets`.
     Send {
         from: Peer,
         segments: Vec<Vec<u8>>,
         gets: Vec<u8>,
         gap: f64,
+        nagle: bool,
     },
     /// `from` sends one fake TLS record; the far side gets it unchanged.
     Tls {
@@ -313,6 +317,7 @@ impl Expander<'_> {
                 segments,
                 gets,
                 gap: s.gap.unwrap_or(SEGMENT_GAP),
+                nagle: s.nagle,
             }
         } else if let Some((from, kind)) = s
             .client_tls

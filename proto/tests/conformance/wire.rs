@@ -1,6 +1,6 @@
 //! Bytes of the table: placeholders, fake TLS records, and what the
 //! scripted peers read out of what they received (the same rules as
-//! scripts/conformance.py's `parse_active` and `received_227`, so that both
+//! scripts/conformance.py's `parse_active` and `received_passive`, so that both
 //! runners connect where the far side was told).
 
 use std::net::{IpAddr, SocketAddr};
@@ -94,17 +94,40 @@ fn parse_active(line: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(addr.parse().ok()?, port))
 }
 
-/// The address and port of the last final `227 ` line in `text` (what the
-/// client received) whose first six comma-separated numbers are all <= 255.
-pub fn received_227(text: &[u8]) -> Option<SocketAddr> {
+/// Where the last passive reply in `text` (what the client received) tells
+/// the client to connect: a final `227 ` line's first six comma-separated
+/// numbers, all <= 255; or a final `229 ` line's `(|||port|)` (any one
+/// delimiter, RFC 2428 §3) at `server`, the address the client dials.
+pub fn received_passive(text: &[u8], server: IpAddr) -> Option<SocketAddr> {
     text.split(|&b| b == b'\n')
-        .filter(|l| l.starts_with(b"227 "))
-        .filter_map(|l| six_numbers(l).filter(|n| n.iter().all(|&v| v <= 255)))
-        .map(|n| {
-            let ip = IpAddr::from([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8]);
-            SocketAddr::new(ip, (n[4] * 256 + n[5]) as u16)
+        .filter_map(|l| match l.get(..4)? {
+            b"227 " => six_numbers(l)
+                .filter(|n| n.iter().all(|&v| v <= 255))
+                .map(|n| {
+                    let ip = IpAddr::from([n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8]);
+                    SocketAddr::new(ip, (n[4] * 256 + n[5]) as u16)
+                }),
+            b"229 " => epsv_port(l).map(|p| SocketAddr::new(server, p)),
+            _ => None,
         })
         .next_back()
+}
+
+/// The port in a 229 line: `(` three delimiters, the port, a delimiter `)`.
+fn epsv_port(line: &[u8]) -> Option<u16> {
+    let open = line.iter().position(|&b| b == b'(')?;
+    let inner = &line[open + 1..];
+    let d = *inner.first()?;
+    if inner.get(1..3)? != [d, d] {
+        return None;
+    }
+    let rest = &inner[3..];
+    let end = rest.iter().position(|&b| b == d)?;
+    std::str::from_utf8(&rest[..end])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&p| p > 0)
 }
 
 /// The first run of six comma-separated decimal numbers in `line` (the
@@ -162,9 +185,16 @@ mod tests {
         assert_eq!(got[1], None);
         assert_eq!(got[2], Some("[2001:db8::1]:5".parse().unwrap()));
         let reply = b"227-x (1,1,1,1,1,1)\r\n227 Entering (203,0,113,1,238,88).\r\n";
+        let server: IpAddr = "2001:db8:2::10".parse().unwrap();
         assert_eq!(
-            received_227(reply),
+            received_passive(reply, server),
             Some("203.0.113.1:61016".parse().unwrap())
+        );
+        let reply = b"229 Entering Extended Passive Mode (!!!61016!)\r\n229 (||1|)\n";
+        assert_eq!(
+            received_passive(reply, server),
+            Some("[2001:db8:2::10]:61016".parse().unwrap()),
+            "the last well-formed one"
         );
     }
 }

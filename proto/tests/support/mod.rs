@@ -4,6 +4,11 @@
 
 #![allow(dead_code)]
 
+mod timed;
+
+#[allow(unused_imports)] // not every test file uses the timed sender
+pub use timed::{Receiver, Sender};
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -43,6 +48,17 @@ impl Stream {
         }
         n
     }
+}
+
+/// What a forwarded segment brought its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Bytes the receiver did not have yet.
+    New,
+    /// Only bytes (or a sequence number) below what it had: a duplicate.
+    Old,
+    /// No payload, at the receiver's next sequence number (a pure ACK).
+    Empty,
 }
 
 /// The simulated session.
@@ -212,24 +228,35 @@ impl Sim {
     }
 
     /// Sends original bytes `[from, to)` of `side`'s stream as one segment.
-    pub fn send_range(&mut self, side: Side, from: usize, to: usize) {
+    /// Returns what reached the receiver: `None` when the engine dropped
+    /// the segment, else whether it carried new bytes (beyond what the
+    /// receiver had) or only old ones (a duplicate, which a TCP receiver
+    /// answers with an immediate ACK, RFC 9293 §3.10.7.4).
+    pub fn send_range(&mut self, side: Side, from: usize, to: usize) -> Option<Arrival> {
         let s = self.stream(side);
         let seq = s.isn.wrapping_add(1).wrapping_add(from as u32);
         let data = s.written[from..to].to_vec();
         let ack = self.my_ack(side);
         let p = self.packet(side, seq, Some(ack), false, false, &data);
-        if let Some(out) = self.through(p) {
-            let seg = TcpSegment::parse(&out).expect("engine output parses");
-            let payload = seg.payload(&out).to_vec();
-            let s = self.stream(side);
-            let off = seg.seq.0.wrapping_sub(s.isn.wrapping_add(1));
-            for (i, b) in payload.iter().enumerate() {
-                let at = off.wrapping_add(i as u32);
-                if let Some(old) = s.received.insert(at, *b) {
-                    assert_eq!(old, *b, "byte at wire offset {at} changed between copies");
-                }
+        let out = self.through(p)?;
+        let seg = TcpSegment::parse(&out).expect("engine output parses");
+        let payload = seg.payload(&out).to_vec();
+        let s = self.stream(side);
+        let before = s.rcv_next();
+        let off = seg.seq.0.wrapping_sub(s.isn.wrapping_add(1));
+        for (i, b) in payload.iter().enumerate() {
+            let at = off.wrapping_add(i as u32);
+            if let Some(old) = s.received.insert(at, *b) {
+                assert_eq!(old, *b, "byte at wire offset {at} changed between copies");
             }
         }
+        Some(if s.rcv_next() != before {
+            Arrival::New
+        } else if payload.is_empty() && off == before {
+            Arrival::Empty
+        } else {
+            Arrival::Old
+        })
     }
 
     /// The receiver of `side`'s stream acknowledges; the sender learns the
@@ -350,11 +377,28 @@ impl Sim {
     /// FIN from both sides.
     pub fn close(&mut self) {
         for side in [Side::Client, Side::Server] {
+            self.fin(side);
+        }
+    }
+
+    /// A FIN from `side` after everything it wrote; what the engine puts
+    /// into it reaches the receiver.
+    pub fn fin(&mut self, side: Side) {
+        let s = self.stream(side);
+        let seq = s.isn.wrapping_add(1).wrapping_add(s.written.len() as u32);
+        let ack = self.my_ack(side);
+        let p = self.packet(side, seq, Some(ack), false, true, b"");
+        if let Some(out) = self.through(p) {
+            let seg = TcpSegment::parse(&out).expect("engine output parses");
+            let payload = seg.payload(&out).to_vec();
             let s = self.stream(side);
-            let seq = s.isn.wrapping_add(1).wrapping_add(s.written.len() as u32);
-            let ack = self.my_ack(side);
-            let p = self.packet(side, seq, Some(ack), false, true, b"");
-            self.through(p);
+            let off = seg.seq.0.wrapping_sub(s.isn.wrapping_add(1));
+            for (i, b) in payload.iter().enumerate() {
+                let at = off.wrapping_add(i as u32);
+                if let Some(old) = s.received.insert(at, *b) {
+                    assert_eq!(old, *b, "byte at wire offset {at} changed between copies");
+                }
+            }
         }
     }
 }

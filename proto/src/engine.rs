@@ -614,6 +614,24 @@ impl Engine {
         (s.pinholes_opened - s.pinholes_closed - s.pinholes_expired) as usize
     }
 
+    /// The live pinholes of every session, each with the lifetime it has
+    /// left at `now` (expired ones, not yet polled, are left out): what a
+    /// shell must install again when a firewall reload took its table away.
+    /// A pinhole its data connection already used is listed too, since the
+    /// engine does not see the connection; re-adding it lets one more
+    /// connection with the same addresses and port in until it expires.
+    pub fn live_pinholes(&self, now: Instant) -> Vec<Opening> {
+        self.flows
+            .values()
+            .flat_map(|f| f.pinholes.iter())
+            .filter(|live| live.expires > now)
+            .map(|live| Opening {
+                pinhole: live.pinhole,
+                lifetime: live.expires - now,
+            })
+            .collect()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> &EngineStats {
         &self.stats

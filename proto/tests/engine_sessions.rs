@@ -312,3 +312,34 @@ fn announced_address_override_applies_to_227() {
         "203.0.113.1".parse::<std::net::IpAddr>().unwrap()
     );
 }
+
+/// What a shell re-installs after a firewall reload: every live pinhole
+/// with the lifetime it has left, none once it expired or its session
+/// ended.
+#[test]
+fn live_pinholes_carry_their_remaining_lifetime() {
+    let mut sim = snat_sim("198.51.100.2", "203.0.113.254");
+    assert!(sim.engine.live_pinholes(sim.now).is_empty());
+    play(
+        &mut sim,
+        &[
+            (Side::Server, "220 hi\r\n"),
+            (Side::Client, "PORT 198,51,100,2,195,80\r\n"),
+            (Side::Server, "200 PORT ok\r\n"),
+        ],
+    );
+    let timeout = ftp_alg_proto::engine::EngineConfig::default().pinhole_timeout;
+    let later = sim.now + std::time::Duration::from_secs(10);
+    let live = sim.engine.live_pinholes(later);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].pinhole, sim.opened[0]);
+    assert!(
+        live[0].lifetime <= timeout - std::time::Duration::from_secs(10)
+            && live[0].lifetime > timeout - std::time::Duration::from_secs(11),
+        "{:?} left of {timeout:?}",
+        live[0].lifetime
+    );
+    assert!(sim.engine.live_pinholes(sim.now + timeout).is_empty());
+    sim.close();
+    assert!(sim.engine.live_pinholes(sim.now).is_empty());
+}

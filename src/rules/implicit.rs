@@ -37,6 +37,37 @@ pub(super) fn snapshot() -> Result<Vec<TableSnapshot>, RulesetError> {
     Ok(out)
 }
 
+/// The snapshots narrowed to what still exists now (see [`narrow`]).
+pub(super) fn narrowed(before: &[TableSnapshot]) -> Result<Vec<TableSnapshot>, RulesetError> {
+    let now = snapshot()?;
+    Ok(before
+        .iter()
+        .map(|b| {
+            let n = now
+                .iter()
+                .find(|n| n.family == b.family && n.table == b.table);
+            narrow(b, n)
+        })
+        .collect())
+}
+
+/// What of `before` is still there in `now`. Called before ftp-alg's
+/// rules go back in after a firewall reload: a table or chain the reload
+/// took away is one iptables-nft creates again for ftp-alg, so it is
+/// ftp-alg's to delete at removal (when empty), even if the admin had it
+/// before; one that stayed, or came back with the reload, stays theirs.
+fn narrow(before: &TableSnapshot, now: Option<&TableSnapshot>) -> TableSnapshot {
+    let chains = match (&before.chains, now.and_then(|n| n.chains.as_ref())) {
+        (Some(b), Some(n)) => Some(b.iter().filter(|c| n.contains(c)).cloned().collect()),
+        _ => None,
+    };
+    TableSnapshot {
+        family: before.family,
+        table: before.table,
+        chains,
+    }
+}
+
 /// Deletes the chains of `snap`'s table that did not exist before and are
 /// empty now, then the table if it did not exist before and is empty now.
 /// Anything with rules in it (someone else's) stays.
@@ -82,4 +113,36 @@ pub(super) fn delete_empty(
         tracing::debug!("deleted empty table {fam} {table}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(chains: Option<&[&str]>) -> TableSnapshot {
+        TableSnapshot {
+            family: Family::V4,
+            table: "raw",
+            chains: chains.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn what_a_reload_took_away_is_no_longer_the_admins() {
+        let before = snap(Some(&["PREROUTING", "OUTPUT"]));
+        // The reload deleted the table: all of it is ftp-alg's from now on.
+        assert_eq!(narrow(&before, Some(&snap(None))), snap(None));
+        assert_eq!(narrow(&before, None), snap(None));
+        // It deleted one chain and brought a new one: only the chain that
+        // stayed is still the admin's.
+        assert_eq!(
+            narrow(&before, Some(&snap(Some(&["OUTPUT", "user"])))),
+            snap(Some(&["OUTPUT"]))
+        );
+        // A table that was not there before never becomes the admin's.
+        assert_eq!(
+            narrow(&snap(None), Some(&snap(Some(&["PREROUTING"])))),
+            snap(None)
+        );
+    }
 }

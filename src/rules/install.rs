@@ -32,6 +32,7 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
     remove_stale_with(cfg, &tools)?;
 
     let mut inst = Installed {
+        cfg: cfg.clone(),
         backend,
         tools,
         before: snapshot()?,
@@ -60,6 +61,9 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
 /// killed daemon would.
 #[derive(Debug)]
 pub struct Installed {
+    /// The configuration installed from, to put the same rules back after
+    /// a firewall reload (rule settings need a restart to change).
+    pub(super) cfg: Config,
     /// How the queue rules were installed.
     pub(super) backend: QueueBackend,
     /// The iptables-nft binaries found at install time.
@@ -95,6 +99,7 @@ impl Installed {
     fn install_steps(&mut self, cfg: &Config) -> Result<(), RulesetError> {
         run("nft", &["-f", "-"], Some(&table_text(cfg, self.backend)))?;
         self.table = true;
+
 
         match &cfg.accept_rule {
             AcceptRule::Iptables => self.insert_iptables_accept(cfg)?,
@@ -173,19 +178,24 @@ impl Installed {
                 first.get_or_insert(e);
             }
         };
+        // A firewall reload may have taken any of these out already:
+        // absent is what removal wants, not an error.
         while let Some((fam, rule)) = self.rules.pop() {
-            note(
-                self.tools
-                    .get(fam)
-                    .and_then(|bin| run(bin, &strs(&rule.delete_args()), None).map(drop)),
-            );
+            note(self.delete_xt(fam, &rule));
         }
         if let Some((at, handle)) = self.nft_accept.take() {
-            note(delete_nft_rule(&at, handle));
+            note(delete_own_nft_rule(&at, handle));
         }
         if self.table {
             self.table = false;
-            note(run("nft", &["delete", "table", "inet", TABLE_NAME], None).map(drop));
+            let table = ["table", "inet", TABLE_NAME];
+            note(match run("nft", &["delete", table[0], table[1], table[2]], None) {
+                Err(e) if e.status().is_some() && !exists(&table) => {
+                    tracing::debug!("table inet {TABLE_NAME} already gone");
+                    Ok(())
+                }
+                other => other.map(drop),
+            });
         }
         for snap in &self.before {
             note(restore_table(snap));
@@ -193,6 +203,30 @@ impl Installed {
         match first {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+impl Installed {
+    /// Deletes one xtables rule; one that is no longer there (`-D` and
+    /// `-C` both say so) is fine.
+    fn delete_xt(&self, fam: Family, rule: &XtRule) -> Result<(), RulesetError> {
+        let bin = self.tools.get(fam)?;
+        match run(bin, &strs(&rule.delete_args()), None) {
+            Ok(_) => Ok(()),
+            Err(e) if e.status().is_some() => match run(bin, &strs(&rule.check_args()), None) {
+                Err(c) if c.status().is_some() => {
+                    tracing::debug!(
+                        "{} -t {} {}: ftp-alg's rule already gone",
+                        fam.iptables_name(),
+                        rule.table,
+                        rule.chain
+                    );
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 }
@@ -215,7 +249,7 @@ impl Drop for Installed {
 /// before (stale copies are gone by now, so normally the only one): nft
 /// 1.0.6 echoes no handle in JSON for a rule given as text, and the rule is
 /// given as text so that what is installed is what `ftp-alg rules` prints.
-fn insert_nft_accept(cfg: &Config, at: &NftChain) -> Result<u64, RulesetError> {
+pub(super) fn insert_nft_accept(cfg: &Config, at: &NftChain) -> Result<u64, RulesetError> {
     let place = format!("{} {} {}", at.family, at.table, at.chain);
     let no_chain = || {
         RulesetError::other(
@@ -240,6 +274,25 @@ fn insert_nft_accept(cfg: &Config, at: &NftChain) -> Result<u64, RulesetError> {
                 &format!("nft insert rule {place}"),
                 format!("expected one new rule commented {RULE_COMMENT}, found {new:?}"),
             ))
+        }
+    }
+}
+
+/// Deletes ftp-alg's accept rule `handle` from `at` if it is still there:
+/// gone with its chain, or replaced by a reload (whose rules may reuse the
+/// number: a chain created again numbers its rules from 1), it is left
+/// alone, since a rule without the comment is the admin's.
+fn delete_own_nft_rule(at: &NftChain, handle: u64) -> Result<(), RulesetError> {
+    match commented_handles(at, RULE_COMMENT)? {
+        Some(ours) if ours.contains(&handle) => delete_nft_rule(at, handle),
+        _ => {
+            tracing::debug!(
+                "accept rule {handle} in {} {} {} already gone",
+                at.family,
+                at.table,
+                at.chain
+            );
+            Ok(())
         }
     }
 }

@@ -163,13 +163,6 @@ impl Listing {
             .collect()
     }
 
-    /// Whether the rule with `handle` is in `family table chain`.
-    pub(super) fn has_rule(&self, family: &str, table: &str, chain: &str, handle: u64) -> bool {
-        self.rules.iter().any(|r| {
-            r.family == family && r.table == table && r.chain == chain && r.handle == handle
-        })
-    }
-
     /// The chains and other content of one table, `None` if not listed.
     pub(super) fn table(&self, family: &str, name: &str) -> Option<TableState> {
         let t = self
@@ -302,10 +295,6 @@ mod tests {
         assert!(l
             .handles_commented("ip", "raw", "PREROUTING", "ftp-alg")
             .is_empty());
-        assert!(l.has_rule("inet", "filter", "forward", 3));
-        assert!(l.has_rule("ip", "raw", "PREROUTING", 2));
-        assert!(!l.has_rule("inet", "filter", "forward", 4));
-        assert!(!l.has_rule("ip", "raw", "OUTPUT", 2));
     }
 
     #[test]

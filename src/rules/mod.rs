@@ -38,6 +38,7 @@
 //! | `stale` | leftovers of a killed instance |
 //! | `install` | the all-or-nothing installer and [`Installed`] |
 //! | `presence` | what of an installation the live ruleset still has |
+//! | `repair` | putting back what a firewall reload took away |
 //!
 //! Every command is run with [`std::process::Command`] (no shell); spawning
 //! `nft`/`iptables` is fine at start-up and exit, never per data connection.
@@ -51,6 +52,7 @@ mod nft_text;
 mod ports;
 mod presence;
 mod print;
+mod repair;
 mod stale;
 mod tools;
 mod xtables;
@@ -62,5 +64,6 @@ pub use nft_text::table_text;
 pub use ports::queue_range;
 pub use presence::Missing;
 pub use print::{deploy_file, describe, DeployFile};
+pub use repair::Repair;
 pub use stale::remove_stale;
 pub use tools::RulesetError;

@@ -9,7 +9,7 @@ use super::install::Installed;
 use super::listing::Listing;
 use super::nft_text::table_objects;
 use super::tools::{run, strs, RulesetError};
-use crate::config::TABLE_NAME;
+use crate::config::{RULE_COMMENT, TABLE_NAME};
 
 /// Something [`install`](super::install()) put in place that the live
 /// ruleset no longer has.
@@ -68,6 +68,31 @@ impl fmt::Display for Missing {
     }
 }
 
+impl Missing {
+    /// What kind of piece this is, as the `what` label of the repair
+    /// counter shows it: `table` (the table or anything in it),
+    /// `queue_rule` or `accept_rule`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Missing::Table | Missing::TableObject { .. } => "table",
+            Missing::QueueRule { .. } => "queue_rule",
+            Missing::AcceptRule { .. } => "accept_rule",
+        }
+    }
+}
+
+/// Which record of [`Installed`] a [`Missing`] piece is, so that the repair
+/// puts back exactly that one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Piece {
+    /// The table or one of its objects.
+    Table,
+    /// The accept rule in the admin's native chain.
+    NftAccept,
+    /// `Installed::rules[i]`.
+    Xt(usize),
+}
+
 impl Installed {
     /// Reads the live ruleset and lists what of this installation is no
     /// longer there (empty: all present). One `nft -j list ruleset`, plus
@@ -77,27 +102,48 @@ impl Installed {
     /// An error means the question could not be answered (a tool could not
     /// be run, nft's output did not parse), not that something is missing.
     pub fn missing(&self) -> Result<Vec<Missing>, RulesetError> {
+        Ok(self.missing_pieces()?.into_iter().map(|(m, _)| m).collect())
+    }
+
+    /// [`Installed::missing`], each with the record it is about, in the
+    /// order install put them in place (the table, the native accept rule,
+    /// then the xtables rules as inserted).
+    pub(super) fn missing_pieces(&self) -> Result<Vec<(Missing, Piece)>, RulesetError> {
         let live = Listing::read(&["list", "ruleset"])?;
         let mut out = Vec::new();
         if self.table {
             if !live.has_table("inet", TABLE_NAME) {
-                out.push(Missing::Table);
+                out.push((Missing::Table, Piece::Table));
             } else {
                 for (kind, name) in table_objects(self.backend) {
                     if !live.has_object("inet", TABLE_NAME, kind, name) {
-                        out.push(Missing::TableObject { kind, name });
+                        out.push((Missing::TableObject { kind, name }, Piece::Table));
                     }
                 }
             }
         }
-        for (fam, rule) in &self.rules {
+        if let Some((at, handle)) = &self.nft_accept {
+            // By handle AND comment: a chain deleted and created again
+            // numbers its rules from 1, so the handle alone may now name
+            // one of the admin's rules.
+            let ours = live.handles_commented(&at.family, &at.table, &at.chain, RULE_COMMENT);
+            if !ours.contains(handle) {
+                let missing = Missing::AcceptRule {
+                    family: at.family.clone(),
+                    table: at.table.clone(),
+                    chain: at.chain.clone(),
+                };
+                out.push((missing, Piece::NftAccept));
+            }
+        }
+        for (i, (fam, rule)) in self.rules.iter().enumerate() {
             let bin = self.tools.get(*fam)?;
             match run(bin, &strs(&rule.check_args()), None) {
                 Ok(_) => {}
                 // Exit status 1: no such rule (or chain, or table).
                 Err(e) if e.status().is_some() => {
                     let (family, table, chain) = (fam.nft_family(), rule.table, rule.chain);
-                    out.push(if table == "filter" {
+                    let missing = if table == "filter" {
                         Missing::AcceptRule {
                             family: family.into(),
                             table: table.into(),
@@ -109,18 +155,10 @@ impl Installed {
                             table,
                             chain,
                         }
-                    });
+                    };
+                    out.push((missing, Piece::Xt(i)));
                 }
                 Err(e) => return Err(e),
-            }
-        }
-        if let Some((at, handle)) = &self.nft_accept {
-            if !live.has_rule(&at.family, &at.table, &at.chain, *handle) {
-                out.push(Missing::AcceptRule {
-                    family: at.family.clone(),
-                    table: at.table.clone(),
-                    chain: at.chain.clone(),
-                });
             }
         }
         Ok(out)
@@ -153,6 +191,27 @@ mod tests {
         .iter()
         .map(ToString::to_string)
         .collect();
+        let kinds: Vec<&str> = [
+            Missing::Table,
+            Missing::TableObject {
+                kind: "chain",
+                name: "pinholes",
+            },
+            Missing::QueueRule {
+                family: "ip",
+                table: "raw",
+                chain: "PREROUTING",
+            },
+            Missing::AcceptRule {
+                family: "ip".into(),
+                table: "filter".into(),
+                chain: "FORWARD".into(),
+            },
+        ]
+        .iter()
+        .map(Missing::kind)
+        .collect();
+        assert_eq!(kinds, ["table", "table", "queue_rule", "accept_rule"]);
         assert_eq!(
             texts,
             [

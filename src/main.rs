@@ -11,7 +11,9 @@ use tracing::{error, info, warn};
 use ftp_alg::config::{Config, ConfigError, LogFormat, TABLE_NAME};
 use ftp_alg::queue::signals::Ending;
 use ftp_alg::queue::watchdog::sd_notify;
-use ftp_alg::queue::{block_control_signals, run_until_signalled, upgrade, Housekeeper, Worker};
+use ftp_alg::queue::{
+    block_control_signals, run_until_signalled, upgrade, Housekeeper, RuleRepair, Worker,
+};
 use ftp_alg::rules;
 use ftp_alg::rules::Installed;
 use ftp_alg::telemetry;
@@ -395,7 +397,9 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
         let _ = std::io::stdout().flush();
         sd_notify("READY=1");
         let mut reload = |hk: &Housekeeper| reload_config(cfg, config_path.as_deref(), hk);
-        run_until_signalled(workers, housekeeper, &mut reload)
+        // Rules the admin manages (install_rules = false) are theirs to keep.
+        let mut repair = installed.as_mut().map(|i| RuleRepair::new(i, cfg));
+        run_until_signalled(workers, housekeeper, &mut reload, repair.as_mut())
         // `_status` drops here: the socket file is removed.
     });
     let result = match result {

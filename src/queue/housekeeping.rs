@@ -79,6 +79,33 @@ impl Housekeeper {
         self.answer_status(now);
     }
 
+    /// Adds every live pinhole again, with the lifetime it has left: after
+    /// a firewall reload deleted ftp-alg's table, its sets are empty while
+    /// the data connections announced before are still to come. Returns
+    /// how many were added; failures are counted and logged.
+    pub(crate) fn restore_pinholes(&mut self, now: Instant) -> usize {
+        let live = lock(&self.core).engine.live_pinholes(now);
+        let mut added = 0;
+        for open in &live {
+            match self.pinholes.add(&open.pinhole, open.lifetime) {
+                Ok(()) => added += 1,
+                Err(e) => {
+                    lock(&self.core).stats.pinhole_errors += 1;
+                    warn!(pinhole = %open.pinhole, error = %e, "cannot re-install pinhole");
+                }
+            }
+        }
+        added
+    }
+
+    /// Counts repaired pieces of the rules, by kind.
+    pub(crate) fn count_repairs<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) {
+        let mut core = lock(&self.core);
+        for kind in kinds {
+            core.stats.rule_repairs.count(kind);
+        }
+    }
+
     fn refresh_announced_addresses(&self) {
         let overrides = lock(&self.core).nat_overrides.clone();
         if overrides.is_empty() {

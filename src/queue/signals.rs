@@ -11,19 +11,29 @@ use std::time::{Duration, Instant};
 
 use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
 use nix::sys::signal::{self, SigHandler, SigSet, Signal};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::core::lock;
 use super::housekeeping::{Housekeeper, TICK};
+use super::repair::RuleRepair;
 use super::watchdog::Watchdog;
 use super::worker::Worker;
 use crate::kernel::nfqueue::NfQueue;
+use crate::kernel::nft_events::NftEvents;
 
 /// How often stopping workers are interrupted until they have all ended
 /// (a worker may enter `recv` just after a wake-up).
 const STOP_NUDGE: Duration = Duration::from_millis(20);
 
 extern "C" fn on_wake(_: libc::c_int) {}
+
+/// What wakes the housekeeper.
+enum Wake {
+    /// A signal the daemon handles.
+    Signal(Signal),
+    /// nf_tables events that may have removed some of ftp-alg's rules.
+    Ruleset,
+}
 
 /// The signals the daemon handles itself.
 fn control_signals() -> SigSet {
@@ -92,10 +102,14 @@ impl Drop for Registered<'_> {
 /// telemetry tick. A worker whose queue socket fails stops them all, and
 /// its error is returned. Under systemd's `WatchdogSec=` the housekeeper
 /// pings it while every worker is alive ([`Watchdog`]).
+///
+/// With `repair`, one more thread listens to nf_tables events, and the
+/// housekeeper puts back the rules a firewall reload removed.
 pub fn run_until_signalled(
     workers: Vec<Worker>,
     mut housekeeper: Housekeeper,
     reload: &mut dyn FnMut(&Housekeeper),
+    mut repair: Option<&mut RuleRepair<'_>>,
 ) -> io::Result<Ending> {
     block_control_signals()?;
     let handled = control_signals();
@@ -115,14 +129,26 @@ pub fn run_until_signalled(
     }
     let mut watchdog = Watchdog::from_env(workers.iter().map(Worker::heartbeat).collect());
     let (tx, rx) = mpsc::channel();
+    let events_tx = tx.clone();
     // Detached on purpose: it waits in sigwait until the process ends.
     std::thread::spawn(move || {
         while let Ok(sig) = handled.wait() {
-            if tx.send(sig).is_err() {
+            if tx.send(Wake::Signal(sig)).is_err() {
                 break;
             }
         }
     });
+    // Opened before the threads start, in the caller's network namespace.
+    let events = match repair {
+        Some(_) => match NftEvents::open() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                warn!(error = %e, "cannot watch nf_tables events; checking ftp-alg's rules every 30 s only");
+                None
+            }
+        },
+        None => None,
+    };
     let stop = AtomicBool::new(false);
     let mut upgrade = false;
     let wakeable = Wakeable::default();
@@ -139,27 +165,38 @@ pub fn run_until_signalled(
                 })
             })
             .collect();
+        let watcher = events.map(|events| {
+            let (stop, wakeable) = (&stop, &wakeable);
+            scope.spawn(move || watch_events(events, &events_tx, stop, wakeable))
+        });
         housekeeper.publish();
         let mut next_publish = Instant::now() + TICK;
         while !stop.load(Ordering::SeqCst) {
             let now = Instant::now();
-            let wait = housekeeper
+            let mut wait = housekeeper
                 .wait(now)
-                .min(next_publish.saturating_duration_since(now))
-                .max(Duration::from_millis(1));
-            match rx.recv_timeout(wait) {
-                Ok(Signal::SIGHUP) => {
+                .min(next_publish.saturating_duration_since(now));
+            if let Some(r) = &repair {
+                wait = wait.min(r.next_check().saturating_duration_since(now));
+            }
+            match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(Wake::Signal(Signal::SIGHUP)) => {
                     info!("SIGHUP: reloading configuration");
                     reload(&housekeeper);
                 }
-                Ok(Signal::SIGUSR2) => {
+                Ok(Wake::Signal(Signal::SIGUSR2)) => {
                     info!("SIGUSR2: upgrading in place");
                     upgrade = true;
                     stop.store(true, Ordering::SeqCst);
                 }
-                Ok(sig) => {
+                Ok(Wake::Signal(sig)) => {
                     info!(signal = ?sig, "stopping");
                     stop.store(true, Ordering::SeqCst);
+                }
+                Ok(Wake::Ruleset) => {
+                    if let Some(r) = repair.as_mut() {
+                        r.changed(Instant::now());
+                    }
                 }
                 Err(_) => {}
             }
@@ -172,6 +209,18 @@ pub fn run_until_signalled(
             if let Some(watchdog) = &mut watchdog {
                 watchdog.tick(now);
             }
+            if let Some(r) = repair.as_mut() {
+                if !stop.load(Ordering::SeqCst) {
+                    r.run_if_due(now, &mut housekeeper);
+                }
+            }
+        }
+        if let Some(handle) = watcher {
+            while !handle.is_finished() {
+                wakeable.wake_all();
+                std::thread::sleep(STOP_NUDGE);
+            }
+            let _ = handle.join();
         }
         let mut result = Ok(Vec::new());
         for handle in handles {
@@ -197,4 +246,31 @@ pub fn run_until_signalled(
             }
         })
     })
+}
+
+/// The event thread: tells the housekeeper about nf_tables events that may
+/// have removed ftp-alg's rules, until `stop` (a wake-up signal or the
+/// receive timeout lets it see the flag). A failing socket ends it with a
+/// warning; the housekeeper's safety check still runs.
+fn watch_events(
+    mut events: NftEvents,
+    tx: &mpsc::Sender<Wake>,
+    stop: &AtomicBool,
+    wakeable: &Wakeable,
+) {
+    let _listed = wakeable.register();
+    while !stop.load(Ordering::SeqCst) {
+        match events.wait() {
+            Ok(true) => {
+                if tx.send(Wake::Ruleset).is_err() {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "nf_tables event socket failed; checking ftp-alg's rules every 30 s only");
+                return;
+            }
+        }
+    }
 }

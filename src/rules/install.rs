@@ -32,7 +32,6 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
     remove_stale_with(cfg, &tools)?;
 
     let mut inst = Installed {
-        cfg: cfg.clone(),
         backend,
         tools,
         before: snapshot()?,
@@ -61,9 +60,6 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
 /// killed daemon would.
 #[derive(Debug)]
 pub struct Installed {
-    /// The configuration installed from, to put the same rules back after
-    /// a firewall reload (rule settings need a restart to change).
-    pub(super) cfg: Config,
     /// How the queue rules were installed.
     pub(super) backend: QueueBackend,
     /// The iptables-nft binaries found at install time.
@@ -99,7 +95,6 @@ impl Installed {
     fn install_steps(&mut self, cfg: &Config) -> Result<(), RulesetError> {
         run("nft", &["-f", "-"], Some(&table_text(cfg, self.backend)))?;
         self.table = true;
-
 
         match &cfg.accept_rule {
             AcceptRule::Iptables => self.insert_iptables_accept(cfg)?,
@@ -189,13 +184,15 @@ impl Installed {
         if self.table {
             self.table = false;
             let table = ["table", "inet", TABLE_NAME];
-            note(match run("nft", &["delete", table[0], table[1], table[2]], None) {
-                Err(e) if e.status().is_some() && !exists(&table) => {
-                    tracing::debug!("table inet {TABLE_NAME} already gone");
-                    Ok(())
-                }
-                other => other.map(drop),
-            });
+            note(
+                match run("nft", &["delete", table[0], table[1], table[2]], None) {
+                    Err(e) if e.status().is_some() && !exists(&table) => {
+                        tracing::debug!("table inet {TABLE_NAME} already gone");
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                },
+            );
         }
         for snap in &self.before {
             note(restore_table(snap));

@@ -13,7 +13,7 @@ use super::listing::exists;
 use super::nft_text::table_text;
 use super::presence::{Missing, Piece};
 use super::tools::{run, strs, RulesetError};
-use crate::config::TABLE_NAME;
+use crate::config::{Config, TABLE_NAME};
 
 /// What one [`Installed::repair`] found missing and did about it.
 #[derive(Debug, Default)]
@@ -34,9 +34,12 @@ impl Installed {
     /// is gone, in install order: the table, the accept rules, the queue
     /// rules last. Nothing missing costs one check and changes nothing.
     ///
+    /// `cfg` is the running configuration: the one the rules were
+    /// installed from (rule settings only change with a restart).
+    ///
     /// An error means the ruleset could not be read; a piece that cannot be
     /// put back is reported in [`Repair::failed`] and the others still are.
-    pub fn repair(&mut self) -> Result<Repair, RulesetError> {
+    pub fn repair(&mut self, cfg: &Config) -> Result<Repair, RulesetError> {
         let mut pieces = self.missing_pieces()?;
         pieces.sort_by_key(|(_, piece)| *piece);
         let mut out = Repair::default();
@@ -46,11 +49,11 @@ impl Installed {
                 // One reload puts back every object of the table.
                 Piece::Table if out.table_reloaded => Ok(()),
                 Piece::Table => {
-                    let r = self.reload_table();
+                    let r = self.reload_table(cfg);
                     out.table_reloaded = r.is_ok();
                     r
                 }
-                Piece::NftAccept => self.reinsert_nft_accept(),
+                Piece::NftAccept => self.reinsert_nft_accept(cfg),
                 Piece::Xt(i) => {
                     if !narrowed_snapshots {
                         // Before iptables-nft creates tables again.
@@ -72,20 +75,20 @@ impl Installed {
     /// (`table` is a no-op then), deleted, declared. A table that lost only
     /// a chain cannot take the declaration on top of what is left, since a
     /// chain declared again would get its rules twice.
-    fn reload_table(&self) -> Result<(), RulesetError> {
+    fn reload_table(&self, cfg: &Config) -> Result<(), RulesetError> {
         let text = format!(
             "table inet {TABLE_NAME}\ndelete table inet {TABLE_NAME}\n{}",
-            table_text(&self.cfg, self.backend)
+            table_text(cfg, self.backend)
         );
         run("nft", &["-f", "-"], Some(&text)).map(drop)
     }
 
     /// The accept rule in the admin's native chain, with its new handle.
-    fn reinsert_nft_accept(&mut self) -> Result<(), RulesetError> {
+    fn reinsert_nft_accept(&mut self, cfg: &Config) -> Result<(), RulesetError> {
         let Some((at, _)) = self.nft_accept.clone() else {
             return Ok(());
         };
-        let handle = insert_nft_accept(&self.cfg, &at)?;
+        let handle = insert_nft_accept(cfg, &at)?;
         self.nft_accept = Some((at, handle));
         Ok(())
     }

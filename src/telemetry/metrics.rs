@@ -86,6 +86,13 @@ pub fn render(p: &Published) -> String {
         "Pinhole installs or removals that failed.",
         s.pinhole_errors,
     );
+    labelled(
+        &mut out,
+        "rule_repairs_total",
+        "Pieces of ftp-alg's rules put back after a firewall reload removed them.",
+        "what",
+        &s.rule_repairs.by_kind(),
+    );
     let refusals: Vec<(&str, u64)> = e
         .refusals
         .iter()
@@ -543,6 +550,9 @@ mod tests {
         p.shell.packets_modified = 12;
         p.shell.verdict_errors = 0;
         p.shell.pinhole_errors = 3;
+        p.shell.rule_repairs.count("table");
+        p.shell.rule_repairs.count("accept_rule");
+        p.shell.rule_repairs.count("accept_rule");
         // 3 at <=5us, 1 at <=100us, 2 above 25ms.
         p.shell.processing.observe(Duration::from_micros(2));
         p.shell.processing.observe(Duration::from_micros(5));
@@ -578,6 +588,9 @@ mod tests {
             "ftp_alg_pinholes_total{outcome=\"closed\"} 1",
             "ftp_alg_pinholes_total{outcome=\"expired\"} 2",
             "ftp_alg_pinhole_errors_total 3",
+            "ftp_alg_rule_repairs_total{what=\"table\"} 1",
+            "ftp_alg_rule_repairs_total{what=\"queue_rule\"} 0",
+            "ftp_alg_rule_repairs_total{what=\"accept_rule\"} 2",
             "ftp_alg_refusals_total{reason=\"third_party_address\"} 6",
             "ftp_alg_refusals_total{reason=\"nul_byte\"} 0",
             "ftp_alg_tls_sessions_total 1",

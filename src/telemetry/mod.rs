@@ -8,4 +8,4 @@ pub mod shared;
 pub mod status;
 pub mod status_view;
 
-pub use shared::{Histogram, Published, Shared, ShellStats, PROCESSING_BOUNDS_US};
+pub use shared::{Histogram, Published, RuleRepairs, Shared, ShellStats, PROCESSING_BOUNDS_US};

@@ -27,8 +27,43 @@ pub struct ShellStats {
     pub queue_overruns: u64,
     /// Pinhole installs or removals that failed.
     pub pinhole_errors: u64,
+    /// Pieces of ftp-alg's rules put back after a firewall reload.
+    pub rule_repairs: RuleRepairs,
     /// Per-packet processing time histogram: counts per upper bound.
     pub processing: Histogram,
+}
+
+/// Pieces of ftp-alg's rules put back after a firewall reload took them
+/// away, by kind (the `what` label of `ftp_alg_rule_repairs_total`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleRepairs {
+    /// Its table (with its sets, maps and chains) loaded again.
+    pub table: u64,
+    /// Queue rules inserted again.
+    pub queue_rule: u64,
+    /// Accept rules inserted again.
+    pub accept_rule: u64,
+}
+
+impl RuleRepairs {
+    /// Counts one repair of `kind` (`table`, `queue_rule` or
+    /// `accept_rule`, as `rules::Missing::kind` names them).
+    pub fn count(&mut self, kind: &str) {
+        match kind {
+            "table" => self.table += 1,
+            "queue_rule" => self.queue_rule += 1,
+            _ => self.accept_rule += 1,
+        }
+    }
+
+    /// Every kind with its count, in a fixed order.
+    pub fn by_kind(&self) -> [(&'static str, u64); 3] {
+        [
+            ("table", self.table),
+            ("queue_rule", self.queue_rule),
+            ("accept_rule", self.accept_rule),
+        ]
+    }
 }
 
 /// A fixed-bucket histogram of durations (Prometheus style, cumulative at

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::housekeeping::Housekeeper;
 use crate::config::Config;
@@ -105,8 +105,16 @@ impl<'a> RuleRepair<'a> {
         if !self.timer.take_due(now) {
             return;
         }
+        let started = Instant::now();
         let report = match self.installed.repair(self.cfg) {
-            Ok(report) => report,
+            Ok(report) => {
+                debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    repaired = report.repaired.len(),
+                    "checked ftp-alg's rules"
+                );
+                report
+            }
             Err(e) => {
                 warn!(error = %e, "cannot check whether ftp-alg's rules are still in place");
                 return;

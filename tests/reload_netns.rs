@@ -24,5 +24,9 @@ fn netns_firewall_reloads_are_repaired() {
         ],
     );
     let status = netns::run_lab_script("reload.sh", &[], &[], 420);
-    assert_eq!(status, Some(0), "scripts/reload.sh failed (see its log above)");
+    assert_eq!(
+        status,
+        Some(0),
+        "scripts/reload.sh failed (see its log above)"
+    );
 }

@@ -696,7 +696,7 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "bad value in {l:?}");
             }
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 18);
         assert!(text.ends_with('\n'));
     }
 

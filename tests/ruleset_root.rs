@@ -213,7 +213,7 @@ fn missing_reports_what_a_reload_took_away() {
     let _ns = enter("missing");
     admin_firewall();
     let before = ruleset_text();
-    let inst = rules::install(&Config::default()).expect("install");
+    let mut inst = rules::install(&Config::default()).expect("install");
     assert_eq!(inst.missing().expect("missing"), [], "fresh install");
     // Someone deletes ftp-alg's IPv4 accept rule (first in FORWARD), and
     // empties and deletes its pinhole chain. (An `iptables-restore` of the
@@ -270,8 +270,20 @@ fn missing_reports_what_a_reload_took_away() {
         sorted(inst.missing().expect("missing")),
         sorted([&[Missing::Table][..], &rules_gone].concat())
     );
-    // Removing what is gone fails, but removes the rest.
-    assert!(inst.remove().is_err());
+    // The repair puts back every piece, the table in one go.
+    let report = inst.repair().expect("repair");
+    assert!(report.table_reloaded);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(
+        sorted(report.repaired),
+        sorted([&[Missing::Table][..], &rules_gone].concat())
+    );
+    assert_eq!(inst.missing().expect("missing"), [], "after the repair");
+    assert_eq!(inst.repair().expect("repair").repaired, [], "nothing to do");
+    // Gone again: removing what a reload took is not an error, and the
+    // rest (repaired pieces included) goes.
+    run_ok("nft", &["delete", "table", "inet", "ftp_alg"]);
+    inst.remove().expect("remove after a reload");
     assert_eq!(ruleset_text(), before);
 }
 
@@ -486,7 +498,35 @@ fn accept_rule_in_an_admins_native_chain() {
             chain: "forward".into(),
         }]
     );
-    assert!(inst.remove().is_err(), "its rule handle is gone");
+    // Not an error: the reload took it, and the handle now names nothing
+    // (or an admin's rule, which must stay).
+    inst.remove().expect("remove after a reload");
+    assert_eq!(ruleset_text(), before);
+
+    // The admin's table is gone altogether: the repair has nowhere to put
+    // the rule (ftp-alg never creates the admin's chain) and says so; once
+    // the firewall is back, the next repair puts the rule first again.
+    let mut inst = rules::install(&cfg).expect("install");
+    let accept = Missing::AcceptRule {
+        family: "inet".into(),
+        table: "filter".into(),
+        chain: "forward".into(),
+    };
+    run_ok("nft", &["delete", "table", "inet", "filter"]);
+    let report = inst.repair().expect("repair");
+    assert_eq!(report.repaired, []);
+    let failed: Vec<&Missing> = report.failed.iter().map(|(m, _)| m).collect();
+    assert_eq!(failed, [&accept]);
+    let (ok, err) = nft_stdin(&[], NATIVE_FIREWALL);
+    assert!(ok, "{err}");
+    assert_eq!(inst.repair().expect("repair").repaired, [accept]);
+    assert_eq!(ftp_alg_rules_in_native_forward().len(), 1);
+    assert_eq!(
+        ftp_alg_rules_in_native_forward()[0].0,
+        0,
+        "first in the chain"
+    );
+    inst.remove().expect("remove");
     assert_eq!(ruleset_text(), before);
 
     // A chain that does not exist is an error that installs nothing.

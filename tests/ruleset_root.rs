@@ -271,7 +271,7 @@ fn missing_reports_what_a_reload_took_away() {
         sorted([&[Missing::Table][..], &rules_gone].concat())
     );
     // The repair puts back every piece, the table in one go.
-    let report = inst.repair().expect("repair");
+    let report = inst.repair(&Config::default()).expect("repair");
     assert!(report.table_reloaded);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(
@@ -279,7 +279,8 @@ fn missing_reports_what_a_reload_took_away() {
         sorted([&[Missing::Table][..], &rules_gone].concat())
     );
     assert_eq!(inst.missing().expect("missing"), [], "after the repair");
-    assert_eq!(inst.repair().expect("repair").repaired, [], "nothing to do");
+    let report = inst.repair(&Config::default()).expect("repair");
+    assert_eq!(report.repaired, [], "nothing to do");
     // Gone again: removing what a reload took is not an error, and the
     // rest (repaired pieces included) goes.
     run_ok("nft", &["delete", "table", "inet", "ftp_alg"]);
@@ -513,13 +514,13 @@ fn accept_rule_in_an_admins_native_chain() {
         chain: "forward".into(),
     };
     run_ok("nft", &["delete", "table", "inet", "filter"]);
-    let report = inst.repair().expect("repair");
+    let report = inst.repair(&cfg).expect("repair");
     assert_eq!(report.repaired, []);
     let failed: Vec<&Missing> = report.failed.iter().map(|(m, _)| m).collect();
     assert_eq!(failed, [&accept]);
     let (ok, err) = nft_stdin(&[], NATIVE_FIREWALL);
     assert!(ok, "{err}");
-    assert_eq!(inst.repair().expect("repair").repaired, [accept]);
+    assert_eq!(inst.repair(&cfg).expect("repair").repaired, [accept]);
     assert_eq!(ftp_alg_rules_in_native_forward().len(), 1);
     assert_eq!(
         ftp_alg_rules_in_native_forward()[0].0,

@@ -7,10 +7,11 @@
 //! instead of running `nft` on a timer.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 /// NFNLGRP_NFTABLES (include/uapi/linux/netfilter/nfnetlink.h).
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -58,23 +59,8 @@ impl NftEvents {
         socket.add_membership(NFNLGRP_NFTABLES)?;
         // Best effort: the kernel caps it at net.core.rmem_max.
         let _ = socket.set_rx_buf_sz(SOCKET_BUF_LEN);
-        let tv = libc::timeval {
-            tv_sec: WAIT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        // SAFETY: valid fd, option value points to a live timeval of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let timeout = TimeVal::new(WAIT.as_secs() as libc::time_t, 0);
+        setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)?;
         Ok(NftEvents {
             socket,
             buf: Vec::with_capacity(RECV_BUF_LEN),

@@ -30,6 +30,8 @@
 //! * [`ftp`]: control-line assembly, parsing, the per-session state machine
 //!   and the rewrite planner;
 //! * [`seq`]: per-direction sequence edits (RFC 9293 sequence space);
+//! * [`durable`]: what a session needs to continue in another instance,
+//!   packed into a conntrack label;
 //! * [`packet`]: IPv4/IPv6 + TCP views, payload splice and checksums;
 //! * [`pinhole`]: the data connections a firewall may admit;
 //! * [`engine`]: flows to sessions, packets in, decisions out;
@@ -39,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
+pub mod durable;
 pub mod engine;
 pub mod event;
 pub mod ftp;

@@ -66,7 +66,19 @@ const MAX_EDITS: usize = 16;
 pub struct StreamEdits {
     /// Total length change of edits that were folded away.
     folded_delta: i64,
+    /// A rewrite point taken over from an earlier instance, without its
+    /// bytes (see [`StreamEdits::adopted`]); every edit lies after it.
+    pivot: Option<Pivot>,
     edits: VecDeque<Edit>,
+}
+
+/// The kernel seqadj's view of a direction: sequence numbers at and
+/// before `pos` shift by `before`, later ones by `after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pivot {
+    pos: SeqNum,
+    before: i64,
+    after: i64,
 }
 
 /// A segment as it must appear on the wire.
@@ -79,14 +91,58 @@ pub struct Rendered {
 }
 
 impl StreamEdits {
+    /// The edits of a direction picked up from stored state: at and before
+    /// `pos` (the start of the last rewritten line) the offset is
+    /// `before`, after it `after`. A retransmission of that line is planned
+    /// again and pushed as an edit at `pos`, which then supplies the
+    /// change itself.
+    pub fn adopted(pos: SeqNum, before: i64, after: i64) -> Self {
+        StreamEdits {
+            pivot: Some(Pivot { pos, before, after }),
+            ..StreamEdits::default()
+        }
+    }
+
     /// True when no byte of this direction has changed length or content.
     pub fn is_identity(&self) -> bool {
-        self.folded_delta == 0 && self.edits.is_empty()
+        self.folded_delta == 0
+            && self.edits.is_empty()
+            && self.pivot.is_none_or(|p| p.before == 0 && p.after == 0)
     }
 
     /// Total length change so far (wire length minus original length).
     pub fn total_delta(&self) -> i64 {
-        self.folded_delta + self.edits.iter().map(Edit::delta).sum::<i64>()
+        self.folded_delta
+            + self.pivot.map_or(0, |p| p.after)
+            + self.edits.iter().map(Edit::delta).sum::<i64>()
+    }
+
+    /// The direction reduced to what the kernel's seqadj keeps: the start
+    /// of the last edit that changed the length, the offset at and before
+    /// it and the offset after it.
+    pub fn rewrite_point(&self) -> (SeqNum, i64, i64) {
+        let total = self.total_delta();
+        let mut after_last = 0;
+        for edit in self.edits.iter().rev() {
+            if edit.delta() != 0 {
+                return (edit.at, total - after_last - edit.delta(), total - after_last);
+            }
+            after_last += edit.delta();
+        }
+        match self.pivot {
+            Some(p) => (p.pos, total - p.after + p.before, total),
+            None => (SeqNum(0), total, total),
+        }
+    }
+
+    /// The offset of original sequence number `seq` before any kept edit.
+    fn base_delta(&self, seq: SeqNum) -> i64 {
+        self.folded_delta
+            + match self.pivot {
+                Some(p) if !p.pos.before(seq) => p.before,
+                Some(p) => p.after,
+                None => 0,
+            }
     }
 
     /// Original start of the most recent edit.
@@ -100,6 +156,15 @@ impl StreamEdits {
         if let Some(last) = self.edits.back() {
             if edit.at.before(last.end()) {
                 return false;
+            }
+        }
+        if let Some(p) = self.pivot.as_mut() {
+            if edit.at.before(p.pos) {
+                return false;
+            }
+            if edit.at == p.pos {
+                // The adopted line, planned again: it brings its own change.
+                p.after = p.before;
             }
         }
         self.edits.push_back(edit);
@@ -126,7 +191,7 @@ impl StreamEdits {
     /// Maps an original sequence number that is not inside an edit to the
     /// wire. A number inside an edit maps to the wire start of that edit.
     pub fn to_wire(&self, seq: SeqNum) -> SeqNum {
-        let mut delta = self.folded_delta;
+        let mut delta = self.base_delta(seq);
         for edit in &self.edits {
             if !edit.at.before(seq) {
                 break;
@@ -148,6 +213,19 @@ impl StreamEdits {
     /// sender is never told that bytes arrived which did not.
     pub fn to_original(&self, wire: SeqNum, round_up: bool) -> SeqNum {
         let mut delta = self.folded_delta;
+        if let Some(p) = self.pivot {
+            let wire_pos = p.pos.offset(delta + p.before);
+            if !wire_pos.before(wire) {
+                return wire.offset(-(delta + p.before));
+            }
+            delta += p.after;
+            let original = wire.offset(-delta);
+            if !p.pos.before(original) {
+                // Inside the adopted line, whose bytes are unknown: no part
+                // of it is acknowledged.
+                return p.pos;
+            }
+        }
         for edit in &self.edits {
             let wire_start = edit.at.offset(delta);
             let wire_end = wire_start.offset(edit.new.len() as i64);
@@ -328,5 +406,58 @@ mod tests {
             old_len: 1,
             new: vec![]
         }));
+    }
+
+    #[test]
+    fn adopted_pivot_shifts_like_seqadj() {
+        // Stored: the line at 100 changed the stream by +1, after -2
+        // before it: -2 at and before 100, -1 after.
+        let e = StreamEdits::adopted(SeqNum(100), -2, -1);
+        assert!(!e.is_identity());
+        assert_eq!(e.to_wire(SeqNum(90)), SeqNum(88));
+        assert_eq!(e.to_wire(SeqNum(100)), SeqNum(98));
+        assert_eq!(e.to_wire(SeqNum(130)), SeqNum(129));
+        assert_eq!(e.to_original(SeqNum(98), false), SeqNum(100));
+        assert_eq!(e.to_original(SeqNum(129), false), SeqNum(130));
+        assert_eq!(e.total_delta(), -1);
+        assert_eq!(e.rewrite_point(), (SeqNum(100), -2, -1));
+    }
+
+    #[test]
+    fn adopted_line_planned_again_brings_its_own_change() {
+        // The line "PORT 1\r\n" (8 bytes) at 100 was rewritten to 9 bytes.
+        let mut e = StreamEdits::adopted(SeqNum(100), 0, 1);
+        assert!(e.push(Edit {
+            at: SeqNum(100),
+            old_len: 8,
+            new: b"PORT 12\r\n".to_vec(),
+        }));
+        assert_eq!(e.to_wire(SeqNum(108)), SeqNum(109));
+        assert_eq!(e.total_delta(), 1);
+        assert_eq!(e.rewrite_point(), (SeqNum(100), 0, 1));
+        let r = e.render(SeqNum(100), b"PORT 1\r\nNOOP\r\n");
+        assert_eq!(r.seq, SeqNum(100));
+        assert_eq!(r.payload.as_deref(), Some(&b"PORT 12\r\nNOOP\r\n"[..]));
+        // A later rewrite keeps the point of the latest one.
+        assert!(e.push(Edit {
+            at: SeqNum(200),
+            old_len: 4,
+            new: b"ab".to_vec(),
+        }));
+        assert_eq!(e.rewrite_point(), (SeqNum(200), 1, -1));
+        // Nothing can go before the adopted point.
+        assert!(!StreamEdits::adopted(SeqNum(100), 0, 1).push(Edit {
+            at: SeqNum(50),
+            old_len: 1,
+            new: vec![],
+        }));
+    }
+
+    #[test]
+    fn rewrite_point_of_a_live_log() {
+        let e = edits(&[(10, 3, "abcd"), (20, 5, "x"), (30, 2, "yz")]);
+        // The last length change is at 20: +1 before it, -3 after.
+        assert_eq!(e.rewrite_point(), (SeqNum(20), 1, -3));
+        assert_eq!(StreamEdits::default().rewrite_point(), (SeqNum(0), 0, 0));
     }
 }

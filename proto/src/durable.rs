@@ -154,6 +154,44 @@ pub fn label_from_bytes(bytes: &[u8]) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// Where parsing of an adopted direction may start: line starts known
+/// without the lines before them having been parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// The stored rewrite point: a retransmission of that line is planned
+    /// again. A segment that ends before it holds lines the earlier
+    /// instance handled.
+    pub(crate) pos: Option<SeqNum>,
+    /// The receiver's acknowledgement on a packet that ended a line of its
+    /// own: FTP peers take turns (RFC 959 §4: a server replies to a whole
+    /// command, a client sends its next command after a whole reply), so
+    /// this direction's next line starts there.
+    pub(crate) answered: Option<SeqNum>,
+}
+
+impl Resume {
+    /// The line start to begin parsing at, for a segment of `payload` at
+    /// `seq` of a direction adopted from stored state; `None`: not yet.
+    /// The earliest known line start inside the segment, else the byte
+    /// after its first `\n`.
+    pub(crate) fn point(self, seq: SeqNum, payload: &[u8]) -> Option<SeqNum> {
+        let resume = self;
+        let len = payload.len() as i64;
+        if resume.pos.is_some_and(|p| p.diff(seq) >= len) {
+            return None;
+        }
+        let known = [resume.pos, resume.answered]
+            .into_iter()
+            .flatten()
+            .filter(|p| (0..len).contains(&p.diff(seq)))
+            .min_by_key(|p| p.diff(seq));
+        known.or_else(|| {
+            let i = payload.iter().position(|&b| b == b'\n')?;
+            Some(seq.offset(i as i64 + 1))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +290,31 @@ mod tests {
         assert_eq!(b[1], 1 << 4);
         assert_eq!(label_from_bytes(&b), 1 << 12);
         assert_eq!(label_from_bytes(&[0xff]), 0xff);
+    }
+
+    #[test]
+    fn resume_at_a_known_line_start_else_after_a_newline() {
+        let r = Resume {
+            pos: Some(SeqNum(100)),
+            answered: None,
+        };
+        // A retransmission holding the rewritten line: parsed from it.
+        assert_eq!(
+            r.point(SeqNum(94), b"NOOP\r\nPORT 1\r\n"),
+            Some(SeqNum(100))
+        );
+        // Lines before it were the earlier instance's.
+        assert_eq!(r.point(SeqNum(90), b"NOOP\r\n"), None);
+        // Beyond it: after the first newline, or at what the peer answered.
+        assert_eq!(r.point(SeqNum(200), b"OOP\r\nPORT"), Some(SeqNum(205)));
+        assert_eq!(r.point(SeqNum(200), b"PORT"), None);
+        let answered = Resume {
+            answered: Some(SeqNum(200)),
+            ..r
+        };
+        assert_eq!(
+            answered.point(SeqNum(200), b"PORT 1\r\n"),
+            Some(SeqNum(200))
+        );
     }
 }

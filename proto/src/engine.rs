@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::durable::{DirState, Durable, Resume};
 use crate::event::Event as Reported;
 use crate::ftp::held::{Completed, Hold, Update, MAX_ANNOUNCEMENT};
 use crate::ftp::lines::{Line, LineAssembler, Position};
@@ -95,6 +96,33 @@ pub struct NatMapping {
     pub server_real: SocketAddr,
 }
 
+/// What the conntrack lookup asked for by [`Outcome::NeedNat`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// The NAT mapping; `None` when the gateway does not translate the
+    /// connection (or there is no entry).
+    pub nat: Option<NatMapping>,
+    /// The state an earlier instance stored in the entry (see
+    /// [`crate::durable`]); a session picked up mid-stream continues from
+    /// it. Ignored for a session this engine saw open.
+    pub stored: Option<Durable>,
+    /// The entry's original destination (the server as the client
+    /// addresses it), needed when the question came from a server's packet.
+    pub server_public: Option<SocketAddr>,
+}
+
+/// Session state to store in the control connection's conntrack entry
+/// (before the verdict releases the packet that needed it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Original tuple source: the client.
+    pub client: SocketAddr,
+    /// Original tuple destination: the server as the client addressed it.
+    pub server: SocketAddr,
+    /// What another instance needs to continue the session.
+    pub state: Durable,
+}
+
 /// What happens to the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -130,6 +158,10 @@ pub struct Decision {
     /// replayer); the daemon only logs. Empty, and so not allocated, for
     /// most packets.
     pub events: Vec<Reported>,
+    /// Set when this packet changed what a new instance would need to
+    /// continue the session (a length-changing rewrite, or TLS after
+    /// one): once per such change, never per packet.
+    pub persist: Option<Persist>,
 }
 
 impl Decision {
@@ -140,6 +172,7 @@ impl Decision {
             open: Vec::new(),
             close: Vec::new(),
             events: Vec::new(),
+            persist: None,
         }
     }
 }
@@ -148,11 +181,20 @@ impl Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Look up the conntrack entry whose original tuple is `src -> dst`,
-    /// give the result to [`Engine::set_nat`], then handle the packet again.
+    /// give the result to [`Engine::set_nat`] (or [`Engine::set_lookup`]),
+    /// then handle the packet again.
+    ///
+    /// Asked from a server's packet of a session picked up mid-stream,
+    /// `dst` is the server's real address (the reply source: the hook sees
+    /// the server's packet before the reverse of a destination NAT): the
+    /// entry is then the one whose original source is `src` and whose reply
+    /// source is `dst`, and [`Lookup::server_public`] should carry its
+    /// original destination.
     NeedNat {
         /// Original source (the client).
         src: SocketAddr,
-        /// Original destination (the server as the client addresses it).
+        /// Original destination (the server as the client addresses it),
+        /// or the reply source when asked from a server's packet.
         dst: SocketAddr,
     },
     /// The decision for the packet.
@@ -174,6 +216,9 @@ struct Half {
     hold: Hold,
     /// TLS record framing, from `AUTH TLS` until cleartext resumes.
     tls: Option<TlsRecords>,
+    /// Taken over from stored state and not parsing yet (see
+    /// [`Half::resume_point`]).
+    resume: Option<Resume>,
 }
 
 impl Half {
@@ -267,6 +312,8 @@ struct Flow {
     last_seen: Instant,
     /// The server side has sent something: the connection is real.
     answered: bool,
+    /// A server's packet asked for the conntrack entry (once per session).
+    asked_from_server: bool,
     /// [`Reported::SessionOpened`] was reported: with the first packet
     /// the session handled (the packet that started the session may
     /// first ask for the NAT mapping, and is then handled again).
@@ -372,7 +419,33 @@ impl Engine {
     /// Records the NAT mapping asked for by [`Outcome::NeedNat`]. `None`
     /// means the gateway does not translate the connection.
     pub fn set_nat(&mut self, client: SocketAddr, mapping: Option<NatMapping>) {
+        self.set_lookup(
+            client,
+            Lookup {
+                nat: mapping,
+                ..Lookup::default()
+            },
+        );
+    }
+
+    /// [`Engine::set_nat`] with what else the lookup found: a session
+    /// picked up mid-stream whose entry carries stored state is adopted
+    /// (its offsets apply from the packet being handled on, parsing
+    /// resumes at the next line boundary, announcements are honoured).
+    pub fn set_lookup(&mut self, client: SocketAddr, found: Lookup) {
         if let Some(flow) = self.flows.get_mut(&client) {
+            if let Some(stored) = found.stored.filter(|_| flow.syn_seq.is_none()) {
+                flow.adopt(&stored);
+            }
+            if flow.server_public.is_none() {
+                flow.server_public = found.server_public;
+            }
+            if flow.server_public.is_none() {
+                // Asked from a server's packet and nothing found: the
+                // client's next packet asks again, with the full tuple.
+                return;
+            }
+            let mapping = found.nat;
             let server = flow.server_public.unwrap_or(client);
             let mapping = mapping.unwrap_or(NatMapping {
                 client_public: client,
@@ -440,6 +513,14 @@ impl Engine {
                     dst: seg.dst,
                 };
             }
+        } else if flow.nat.is_none() && flow.syn_seq.is_none() && !flow.asked_from_server {
+            // Picked up from a server's packet: its entry may carry state
+            // to continue from. Asked once; the client's packets ask again.
+            flow.asked_from_server = true;
+            return Outcome::NeedNat {
+                src: seg.dst,
+                dst: seg.src,
+            };
         }
         let mut shared = Shared {
             cfg: &self.cfg,
@@ -486,10 +567,24 @@ impl Engine {
         packet: &[u8],
         mut lookup: impl FnMut(SocketAddr, SocketAddr) -> Option<NatMapping>,
     ) -> Decision {
+        self.handle_lookup(now, packet, |src, dst| Lookup {
+            nat: lookup(src, dst),
+            ..Lookup::default()
+        })
+    }
+
+    /// [`Engine::handle_with`] for a lookup that also reads stored session
+    /// state (see [`Engine::set_lookup`]).
+    pub fn handle_lookup(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        mut lookup: impl FnMut(SocketAddr, SocketAddr) -> Lookup,
+    ) -> Decision {
         match self.handle(now, packet) {
             Outcome::Done(decision) => decision,
             Outcome::NeedNat { src, dst } => {
-                self.set_nat(src, lookup(src, dst));
+                self.set_lookup(src, lookup(src, dst));
                 match self.handle(now, packet) {
                     Outcome::Done(decision) => decision,
                     // set_nat recorded a mapping, so this cannot happen; if
@@ -675,6 +770,7 @@ impl Flow {
             edits: StreamEdits::default(),
             hold: Hold::default(),
             tls: None,
+            resume: None,
         };
         Flow {
             control,
@@ -688,10 +784,49 @@ impl Flow {
             last_seen: now,
             answered: false,
             reported: false,
+            asked_from_server: false,
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
         }
+    }
+
+    /// Continues from what an earlier instance stored: both directions'
+    /// offsets, parsing from the next line boundary (RFC 959 §4: a reply or
+    /// command starts a line), announcements honoured again unless the
+    /// session had left cleartext.
+    fn adopt(&mut self, stored: &Durable) {
+        info!(client = %self.client, ?stored, "control session adopted from conntrack state");
+        for (half, d) in [
+            (&mut self.to_server, &stored.to_server),
+            (&mut self.to_client, &stored.to_client),
+        ] {
+            half.edits = StreamEdits::adopted(d.pos, d.before, d.after);
+            half.resume = Some(Resume {
+                pos: (!d.is_identity()).then_some(d.pos),
+                answered: None,
+            });
+        }
+        self.control = ControlSession::adopted(!stored.unparsed);
+    }
+
+    /// What a new instance needs to continue this session, addressed by
+    /// the connection's original tuple; `None` before the server's public
+    /// address is known (no announcement was planned then).
+    fn persist(&self) -> Option<Persist> {
+        let dir = |h: &Half| {
+            let (pos, before, after) = h.edits.rewrite_point();
+            DirState { pos, before, after }
+        };
+        Some(Persist {
+            client: self.client,
+            server: self.server_public?,
+            state: Durable {
+                to_server: dir(&self.to_server),
+                to_client: dir(&self.to_client),
+                unparsed: !self.control.is_parsing(),
+            },
+        })
     }
 
     fn halves(&mut self, dir: Dir) -> (&mut Half, &mut Half) {
@@ -716,11 +851,21 @@ impl Flow {
         let payload = seg.payload(packet);
         let data_seq = seg.seq.offset(seg.flags.syn as i64);
         {
-            let (this, _) = self.halves(dir);
+            let (this, other) = self.halves(dir);
+            if let Some(resume) = other.resume.as_mut() {
+                if seg.flags.ack && payload.last() == Some(&b'\n') {
+                    resume.answered = Some(other.edits.to_original(seg.ack, false));
+                }
+            }
             if seg.flags.syn && !this.lines.is_started() {
                 this.lines.start_at(data_seq);
             }
-            if !payload.is_empty() && !this.lines.is_started() {
+            if let Some(resume) = this.resume.filter(|_| !payload.is_empty()) {
+                if let Some(start) = resume.point(data_seq, payload) {
+                    this.lines.start_at(start);
+                    this.resume = None;
+                }
+            } else if !payload.is_empty() && !this.lines.is_started() {
                 this.lines.start_at(data_seq);
             }
         }
@@ -741,7 +886,9 @@ impl Flow {
         if !payload.is_empty() && self.control.phase() == Phase::Tls {
             self.follow_tls(dir, data_seq, payload);
         }
-        let followed = !payload.is_empty() && follows(self);
+        // An adopted direction waits for a line start it knows (see Resume).
+        let followed =
+            !payload.is_empty() && follows(self) && self.halves(dir).0.lines.is_started();
         let position = followed.then(|| {
             self.follow_lines(
                 now,
@@ -975,6 +1122,9 @@ impl Flow {
                                 to: to.into_owned(),
                                 delta,
                             });
+                            if delta != 0 {
+                                decision.persist = self.persist();
+                            }
                         }
                         self.add_pinhole(now, form, plan.pinhole, shared, decision);
                     }
@@ -1022,6 +1172,10 @@ impl Flow {
                 let client_start = self.to_server.lines.next_seq().unwrap_or(server_start);
                 self.to_client.tls = Some(TlsRecords::new(server_start));
                 self.to_server.tls = Some(TlsRecords::new(client_start));
+                if !(self.to_server.edits.is_identity() && self.to_client.edits.is_identity()) {
+                    // A new instance must not parse the records as text.
+                    decision.persist = self.persist();
+                }
             }
             Some(Event::Reset) => {
                 let closed = self.close_pinholes(CloseWhy::SessionReset, shared);

@@ -125,7 +125,11 @@ impl StreamEdits {
         let mut after_last = 0;
         for edit in self.edits.iter().rev() {
             if edit.delta() != 0 {
-                return (edit.at, total - after_last - edit.delta(), total - after_last);
+                return (
+                    edit.at,
+                    total - after_last - edit.delta(),
+                    total - after_last,
+                );
             }
             after_last += edit.delta();
         }

@@ -101,6 +101,14 @@ impl ControlSession {
         Self::with_phase(Phase::Resync)
     }
 
+    /// A session taken over from an earlier instance's stored state (see
+    /// `durable`): it was greeted before, so announcements are honoured
+    /// from its next line on; one that had left cleartext (`parsed`
+    /// false: TLS, whose record framing is not stored) is never parsed.
+    pub fn adopted(parsed: bool) -> Self {
+        Self::with_phase(if parsed { Phase::Ready } else { Phase::NotFtp })
+    }
+
     fn with_phase(phase: Phase) -> Self {
         ControlSession {
             phase,

@@ -14,7 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::durable::LabelLayout;
+use ftp_alg_proto::engine::{Engine, EngineConfig, Lookup, NatMapping, Verdict};
 use ftp_alg_proto::event::Event;
 use ftp_alg_proto::packet::TcpSegment;
 use ftp_alg_proto::pinhole::Pinhole;
@@ -83,6 +84,16 @@ pub struct Sim {
     pub dropped: usize,
     /// Every event the engine reported, in order.
     pub events: Vec<Event>,
+    /// The control connection's conntrack label, as the engine's
+    /// `persist` requests left it.
+    pub label: u128,
+    /// Where the engine's state goes in the label.
+    pub layout: LabelLayout,
+    /// Lookups report the stored state (conntrack entry carries it).
+    pub adopt: bool,
+    /// Number of `persist` requests.
+    pub persisted: usize,
+    cfg: EngineConfig,
 }
 
 impl Sim {
@@ -107,7 +118,12 @@ impl Sim {
         cfg: EngineConfig,
     ) -> Sim {
         Sim {
-            engine: Engine::new(cfg),
+            engine: Engine::new(cfg.clone()),
+            cfg,
+            label: 0,
+            layout: LabelLayout::new(12).unwrap(),
+            adopt: true,
+            persisted: 0,
             // The simulator is the core's caller: it owns the clock.
             #[allow(clippy::disallowed_methods)]
             now: Instant::now(),
@@ -178,15 +194,33 @@ impl Sim {
     /// Runs one packet through the engine, answering NAT questions like
     /// conntrack would. Returns the packet as forwarded, if it was.
     fn through(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
-        let expected = (self.client, self.server_public);
+        let (client, server_public) = (self.client, self.server_public);
         let m = NatMapping {
             client_public: self.client_public,
             server_real: self.server_real,
         };
-        let d = self.engine.handle_with(self.now, &packet, |src, dst| {
-            assert_eq!((src, dst), expected, "NAT asked for the original tuple");
-            Some(m)
+        let stored = self.layout.decode(self.label).filter(|_| self.adopt);
+        let server_real = self.server_real;
+        let d = self.engine.handle_lookup(self.now, &packet, |src, dst| {
+            // By original tuple, or from a server's packet by the
+            // original source and the reply source.
+            assert_eq!(src, client, "NAT asked for the client's entry");
+            assert!(
+                dst == server_public || dst == server_real,
+                "asked for {dst}"
+            );
+            Lookup {
+                nat: Some(m),
+                stored,
+                server_public: Some(server_public),
+            }
         });
+        if let Some(p) = d.persist {
+            assert_eq!((p.client, p.server), (client, server_public));
+            let bits = self.layout.encode(&p.state).expect("state fits the label");
+            self.label = (self.label & !self.layout.mask()) | bits;
+            self.persisted += 1;
+        }
         self.closed.extend(d.close);
         self.events.extend(d.events);
         self.opened.extend(d.open.iter().map(|o| o.pinhole));
@@ -198,6 +232,20 @@ impl Sim {
                 None
             }
         }
+    }
+
+    /// The gateway's daemon dies and a new one starts: the engine's memory
+    /// is gone, the conntrack entry (and its label) stays.
+    pub fn restart(&mut self) {
+        self.engine = Engine::new(self.cfg.clone());
+    }
+
+    /// `side` writes `data` without sending it yet (see [`Sim::send_range`]
+    /// and [`Sim::settle`]); returns its offset in `side`'s stream.
+    pub fn write(&mut self, side: Side, data: &[u8]) -> usize {
+        let s = self.stream(side);
+        s.written.extend_from_slice(data);
+        s.written.len() - data.len()
     }
 
     /// Three-way handshake.
@@ -227,17 +275,29 @@ impl Sim {
         other.isn.wrapping_add(1).wrapping_add(other.rcv_next())
     }
 
+    /// Sends original bytes `[from, to)` of `side`'s stream as one segment
+    /// that is lost after the gateway (the engine sees it, the receiver
+    /// does not).
+    pub fn lose_range(&mut self, side: Side, from: usize, to: usize) {
+        let p = self.segment(side, from, to);
+        self.through(p);
+    }
+
+    fn segment(&mut self, side: Side, from: usize, to: usize) -> Vec<u8> {
+        let s = self.stream(side);
+        let seq = s.isn.wrapping_add(1).wrapping_add(from as u32);
+        let data = s.written[from..to].to_vec();
+        let ack = self.my_ack(side);
+        self.packet(side, seq, Some(ack), false, false, &data)
+    }
+
     /// Sends original bytes `[from, to)` of `side`'s stream as one segment.
     /// Returns what reached the receiver: `None` when the engine dropped
     /// the segment, else whether it carried new bytes (beyond what the
     /// receiver had) or only old ones (a duplicate, which a TCP receiver
     /// answers with an immediate ACK, RFC 9293 §3.10.7.4).
     pub fn send_range(&mut self, side: Side, from: usize, to: usize) -> Option<Arrival> {
-        let s = self.stream(side);
-        let seq = s.isn.wrapping_add(1).wrapping_add(from as u32);
-        let data = s.written[from..to].to_vec();
-        let ack = self.my_ack(side);
-        let p = self.packet(side, seq, Some(ack), false, false, &data);
+        let p = self.segment(side, from, to);
         let out = self.through(p)?;
         let seg = TcpSegment::parse(&out).expect("engine output parses");
         let payload = seg.payload(&out).to_vec();

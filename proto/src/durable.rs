@@ -139,21 +139,6 @@ impl LabelLayout {
     }
 }
 
-/// Label bytes as ctnetlink carries them (`CTA_LABELS`): bit `n` is bit
-/// `n % 8` of byte `n / 8`.
-pub fn label_bytes(label: u128) -> [u8; 16] {
-    label.to_le_bytes()
-}
-
-/// The inverse of [`label_bytes`]; shorter input is zero-extended (a
-/// kernel may send fewer words), longer input is cut to 128 bits.
-pub fn label_from_bytes(bytes: &[u8]) -> u128 {
-    let mut b = [0u8; 16];
-    let n = bytes.len().min(16);
-    b[..n].copy_from_slice(&bytes[..n]);
-    u128::from_le_bytes(b)
-}
-
 /// Where parsing of an adopted direction may start: line starts known
 /// without the lines before them having been parsed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,14 +267,6 @@ mod tests {
         for v in 2..8u128 {
             assert_eq!(l.decode(v), None, "version {v}");
         }
-    }
-
-    #[test]
-    fn label_bytes_are_bit_n_in_byte_n_div_8() {
-        let b = label_bytes(1 << 12);
-        assert_eq!(b[1], 1 << 4);
-        assert_eq!(label_from_bytes(&b), 1 << 12);
-        assert_eq!(label_from_bytes(&[0xff]), 0xff);
     }
 
     #[test]

@@ -63,8 +63,37 @@ pub struct Config {
     pub status_socket: PathBuf,
     /// What announcements are accepted.
     pub policy: PolicyConfig,
+    /// Session state kept in conntrack (survives a restart, an HA failover).
+    pub durable: DurableConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The `[durable]` section: what a session needs to continue is stored in
+/// its control connection's conntrack entry (`docs/durable.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurableConfig {
+    /// Store session state, hold edited streams while no instance runs,
+    /// adopt sessions from stored state.
+    pub enabled: bool,
+    /// First of the 116 ct label bits ftp-alg's block uses (0..=12).
+    pub label_first_bit: u32,
+    /// Conntrack mark bit: "this stream was rewritten with a length change".
+    pub edited_mark: u32,
+    /// Packet mark bit ftp-alg sets on every packet it gave a verdict for.
+    pub seen_mark: u32,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        DurableConfig {
+            enabled: true,
+            label_first_bit: 12,
+            edited_mark: 0x0200_0000,
+            seen_mark: 0x0200_0000,
+        }
+    }
 }
 
 /// Where ftp-alg inserts the rule that accepts the data connections its
@@ -191,6 +220,7 @@ impl Default for Config {
             metrics_address: None,
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             policy: PolicyConfig::default(),
+            durable: DurableConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -313,6 +343,30 @@ impl Config {
             return Err(bad(
                 "ct_mark",
                 "is 0: no bit to mark pinholed connections with",
+            ));
+        }
+        let d = &self.durable;
+        if d.label_first_bit > ftp_alg_proto::durable::MAX_FIRST_BIT {
+            return Err(bad(
+                "durable.label_first_bit",
+                format!(
+                    "{} is outside 0..=12 (the block is 116 of 128 bits)",
+                    d.label_first_bit
+                ),
+            ));
+        }
+        for (key, bit) in [
+            ("durable.edited_mark", d.edited_mark),
+            ("durable.seen_mark", d.seen_mark),
+        ] {
+            if bit.count_ones() != 1 {
+                return Err(bad(key, format!("{bit:#x} is not exactly one bit")));
+            }
+        }
+        if d.edited_mark & self.ct_mark != 0 {
+            return Err(bad(
+                "durable.edited_mark",
+                "shares a bit with ct_mark (both are conntrack marks)",
             ));
         }
         if !(64..=8192).contains(&self.policy.max_line) {
@@ -443,6 +497,10 @@ mod tests {
             ("[policy]\nallow_bounce = true", "allow_bounce"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("ct_mark = 0", "ct_mark"),
+            ("[durable]\nlabel_first_bit = 13", "durable.label_first_bit"),
+            ("[durable]\nedited_mark = 3", "durable.edited_mark"),
+            ("[durable]\nseen_mark = 0", "durable.seen_mark"),
+            ("[durable]\nedited_mark = 0x01000000", "durable.edited_mark"),
             ("metrics_address = \"localhost\"", "metrics_address"),
             ("status_socket = \"rel.sock\"", "status_socket"),
             ("accept_rule = \"forward\"", "accept_rule"),

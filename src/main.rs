@@ -390,6 +390,7 @@ fn run(cfg: &Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::er
     housekeeper.set_nat_overrides(cfg.nat_override.clone());
     for worker in &mut workers {
         worker.set_busy_poll(Duration::from_micros(cfg.busy_poll_us.into()));
+        worker.set_durable(&cfg.durable);
     }
     let result = serve_telemetry(cfg, &published).and_then(|_status| {
         info!(queue = cfg.queue_num, queues = cfg.queues, ports = ?cfg.control_ports, "ftp-alg ready");

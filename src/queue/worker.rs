@@ -17,13 +17,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ftp_alg_proto::engine::{Decision, Engine, NatMapping, Verdict};
+use ftp_alg_proto::durable::LabelLayout;
+use ftp_alg_proto::engine::{Decision, Engine, Lookup, NatMapping, Persist, Verdict};
 use tracing::{debug, error, warn};
 
 use super::core::{lock, Core, SharedCore};
 use super::housekeeping::Housekeeper;
 use super::watchdog::Heartbeat;
-use crate::kernel::conntrack::Conntrack;
+use crate::config::DurableConfig;
+use crate::kernel::conntrack::{Conntrack, CtEntry, StateUpdate};
 use crate::kernel::nfqueue::{self, NfQueue, Packet, RecvError};
 use crate::kernel::nft::NftPinholes;
 use crate::telemetry;
@@ -45,6 +47,15 @@ pub struct Worker {
     busy_poll: Duration,
     last_packet: Option<Instant>,
     heartbeat: Arc<Heartbeat>,
+    durable: Option<DurableMarks>,
+}
+
+/// Where session state goes in conntrack (`docs/durable.md`).
+#[derive(Clone, Copy, Debug)]
+struct DurableMarks {
+    layout: LabelLayout,
+    edited_mark: u32,
+    seen_mark: u32,
 }
 
 impl Worker {
@@ -97,6 +108,7 @@ impl Worker {
             busy_poll: Duration::ZERO,
             last_packet: None,
             heartbeat: Heartbeat::shared(),
+            durable: None,
         })
     }
 
@@ -114,6 +126,21 @@ impl Worker {
     /// This worker's progress counter, for the watchdog.
     pub(crate) fn heartbeat(&self) -> Arc<Heartbeat> {
         self.heartbeat.clone()
+    }
+
+    /// Keeps session state in conntrack as `cfg` says (off until called):
+    /// stores it after each rewrite that asks for it, reads it back for
+    /// sessions picked up mid-stream, and marks every packet it gives a
+    /// verdict for as seen (the table's `hold` chain drops packets of
+    /// edited connections that no instance saw).
+    pub fn set_durable(&mut self, cfg: &DurableConfig) {
+        self.durable = LabelLayout::new(cfg.label_first_bit)
+            .filter(|_| cfg.enabled)
+            .map(|layout| DurableMarks {
+                layout,
+                edited_mark: cfg.edited_mark,
+                seen_mark: cfg.seen_mark,
+            });
     }
 
     /// The next queued packet: first polled without sleeping while within
@@ -199,6 +226,16 @@ impl Worker {
                 error!(pinhole = %open.pinhole, error = %e, "cannot install pinhole");
             }
         }
+        if let (Some(p), Some(marks)) = (&decision.persist, self.durable) {
+            // Before the verdict: no byte that depends on the new offsets
+            // leaves before they are in conntrack.
+            store_state(&mut self.conntrack, marks, p);
+        }
+        // Seen: the table's hold rule passes this packet even if its
+        // connection is marked edited.
+        let mark = self
+            .durable
+            .map(|marks| packet.mark.unwrap_or(0) | marks.seen_mark);
         let modified = matches!(decision.verdict, Verdict::Replace(_));
         let (verdict, payload) = match &decision.verdict {
             Verdict::Accept => (nfqueue::Verdict::Accept, None),
@@ -208,7 +245,7 @@ impl Worker {
         // A failed verdict loses this one packet (the kernel drops it after
         // its queue timeout and the sender retransmits); a broken socket
         // shows up in the next recv, which ends the loop.
-        let verdict = self.queue.verdict(packet.id, verdict, payload, None);
+        let verdict = self.queue.verdict(packet.id, verdict, payload, mark);
         if let Err(e) = &verdict {
             error!(error = %e, "verdict not accepted by the kernel");
         }
@@ -224,27 +261,95 @@ impl Worker {
     /// leave before the engine has seen it anyway.
     fn decide(&mut self, now: Instant, packet: &[u8]) -> Decision {
         let conntrack = &mut self.conntrack;
+        let durable = self.durable;
         lock(&self.core)
             .engine
-            .handle_with(now, packet, |src, dst| lookup_nat(conntrack, src, dst))
+            .handle_lookup(now, packet, |src, dst| lookup(conntrack, durable, src, dst))
     }
 }
 
-/// The NAT mapping of the control connection `src -> dst` from conntrack;
-/// `None` (untranslated) when there is no entry or the lookup fails.
-fn lookup_nat(conntrack: &mut Conntrack, src: SocketAddr, dst: SocketAddr) -> Option<NatMapping> {
-    match conntrack.lookup_tcp(src, dst) {
-        Ok(Some(ct)) => Some(NatMapping {
-            client_public: ct.reply_dst,
-            server_real: ct.reply_src,
-        }),
+/// The NAT mapping of the control connection `src -> dst` from conntrack,
+/// with the session state stored there; nothing (untranslated) when there
+/// is no entry or the lookup fails. Asked from a server's packet under
+/// destination NAT, `dst` is the reply source and no entry has `src -> dst`
+/// as its original tuple: then the edited entries are searched.
+fn lookup(
+    conntrack: &mut Conntrack,
+    durable: Option<DurableMarks>,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Lookup {
+    let entry = match conntrack.lookup_entry(src, dst) {
+        Ok(None) => match durable {
+            Some(d) => conntrack.find_marked(src, dst, d.edited_mark),
+            None => Ok(None),
+        },
+        other => other,
+    };
+    match entry {
+        Ok(Some(e)) => Lookup {
+            nat: Some(NatMapping {
+                client_public: e.tuples.reply_dst,
+                server_real: e.tuples.reply_src,
+            }),
+            stored: durable.and_then(|d| stored_state(d, &e)),
+            server_public: Some(e.tuples.orig_dst),
+        },
         Ok(None) => {
             debug!(%src, %dst, "no conntrack entry: control connection taken as untranslated");
-            None
+            Lookup::default()
         }
         Err(e) => {
             warn!(%src, %dst, error = %e, "conntrack lookup failed: control connection taken as untranslated");
-            None
+            Lookup::default()
+        }
+    }
+}
+
+/// The state an earlier instance stored in `e`, if it is marked edited.
+fn stored_state(d: DurableMarks, e: &CtEntry) -> Option<ftp_alg_proto::durable::Durable> {
+    if e.mark & d.edited_mark == 0 {
+        return None;
+    }
+    let state = d.layout.decode(e.labels);
+    if state.is_none() {
+        warn!(client = %e.tuples.orig_src, "edited control connection without readable state: picked up without its offsets");
+    }
+    state
+}
+
+/// Writes `p` into its connection's labels and sets the edited mark. The
+/// kernel applies the mark before the labels: if the labels cannot be
+/// written (ENOSPC: the entry predates ftp-alg's `ct label` rule), the mark
+/// is cleared again, so no instance holds a stream it cannot adjust.
+fn store_state(conntrack: &mut Conntrack, d: DurableMarks, p: &Persist) {
+    let bits = match d.layout.encode(&p.state) {
+        Ok(bits) => bits,
+        Err(e) => {
+            warn!(client = %p.client, ?e, "session state does not fit the label; kept in memory only");
+            return;
+        }
+    };
+    let mask = d.layout.mask();
+    let store = StateUpdate {
+        mark: d.edited_mark,
+        mark_mask: d.edited_mark,
+        labels: Some((bits, mask)),
+        liberal: true,
+    };
+    match conntrack.update_state(p.client, p.server, &store) {
+        Ok(()) => debug!(client = %p.client, state = ?p.state, "session state stored in conntrack"),
+        Err(e) => {
+            warn!(client = %p.client, error = %e, "session state not stored in conntrack; kept in memory only");
+            let clear = StateUpdate {
+                mark: 0,
+                mark_mask: d.edited_mark,
+                labels: None,
+                liberal: false,
+            };
+            if let Err(e) = conntrack.update_state(p.client, p.server, &clear) {
+                debug!(client = %p.client, error = %e, "edited mark not cleared");
+            }
         }
     }
 }

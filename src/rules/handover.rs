@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::backend::QueueBackend;
 use super::implicit::{TableSnapshot, QUEUE_TABLES};
 use super::install::Installed;
+use super::listing::exists;
 use super::tools::{RulesetError, Tools};
 use super::xtables::{Family, XtRule};
-use crate::config::NftChain;
+use crate::config::{NftChain, TABLE_NAME};
 
 /// The tables and chains ftp-alg's iptables rules may name.
 const KNOWN_NAMES: [&str; 7] = [
@@ -126,6 +127,8 @@ impl Installed {
             tools: Tools::discover(),
             before,
             table: state.table,
+            // Not in the record: whether the table has it is read live.
+            labels: state.table && exists(&["chain", "inet", TABLE_NAME, "labels"]),
             rules,
             nft_accept: state.nft_accept.map(|(family, table, chain, h)| {
                 (

@@ -4,8 +4,8 @@
 use super::backend::{detect_queue_backend, QueueBackend};
 use super::implicit::{restore_table, snapshot, TableSnapshot};
 use super::listing::{commented_handles, exists};
-use super::nft_text::{nft_accept_rule, table_text};
-use super::stale::remove_stale_with;
+use super::nft_text::{adopt_text, nft_accept_rule, table_text};
+use super::stale::{remove_stale_after, remove_stale_with};
 use super::tools::{run, strs, RulesetError, Tools};
 use super::xtables::{accept_rule, queue_rules, Family, XtRule};
 use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
@@ -29,20 +29,26 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
              were not found (iptables must be the nf_tables variant)",
         ));
     }
-    remove_stale_with(cfg, &tools)?;
+    remove_stale_with(cfg, &tools, true)?;
 
     let mut inst = Installed {
         backend,
         tools,
         before: snapshot()?,
         table: false,
+        labels: cfg.durable.enabled,
         rules: Vec::new(),
         nft_accept: None,
         done: false,
     };
     tracing::info!(?backend, "installing ftp-alg rules");
     match inst.install_steps(cfg) {
-        Ok(()) => Ok(inst),
+        Ok(()) => {
+            if let Err(e) = remove_stale_after(cfg, &inst.tools, &inst.rules) {
+                tracing::warn!("stale ftp-alg rules left in place: {e}");
+            }
+            Ok(inst)
+        }
         Err(e) => {
             tracing::error!("installing ftp-alg rules failed, undoing: {e}");
             if let Err(undo) = inst.undo() {
@@ -69,6 +75,8 @@ pub struct Installed {
     pub(super) before: Vec<TableSnapshot>,
     /// Whether our table was loaded.
     pub(super) table: bool,
+    /// Whether it has the `labels` chain (`[durable]` on).
+    pub(super) labels: bool,
     /// The iptables rules inserted, in insertion order.
     pub(super) rules: Vec<(Family, XtRule)>,
     /// The accept rule inserted into the admin's nftables chain
@@ -93,7 +101,23 @@ impl Installed {
     }
 
     fn install_steps(&mut self, cfg: &Config) -> Result<(), RulesetError> {
-        run("nft", &["-f", "-"], Some(&table_text(cfg, self.backend)))?;
+        let table = table_text(cfg, self.backend);
+        match existing_chains() {
+            Some(chains) => {
+                // Left by a killed instance: adopted in one transaction, so
+                // its pending pinholes stay and its hold chain never goes
+                // away (issue 10); replaced if that fails.
+                tracing::warn!("adopting table inet {TABLE_NAME} left by an earlier ftp-alg (pending pinholes kept)");
+                if let Err(e) = run("nft", &["-f", "-"], Some(&adopt_text(&table, &chains))) {
+                    tracing::warn!("cannot adopt table inet {TABLE_NAME} ({e}); replacing it");
+                    run("nft", &["delete", "table", "inet", TABLE_NAME], None)?;
+                    run("nft", &["-f", "-"], Some(&table))?;
+                }
+            }
+            None => {
+                run("nft", &["-f", "-"], Some(&table))?;
+            }
+        }
         self.table = true;
 
         match &cfg.accept_rule {
@@ -330,4 +354,17 @@ mod tests {
         assert!(e.to_string().contains("ct_mark"), "{e}");
         assert_eq!(e.command(), "config");
     }
+}
+
+/// The chains of ftp-alg's table as `nft list table` shows them, or `None`
+/// when there is no such table.
+fn existing_chains() -> Option<Vec<String>> {
+    let listing = run("nft", &["list", "table", "inet", TABLE_NAME], None).ok()?;
+    Some(
+        listing
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("chain "))
+            .filter_map(|rest| rest.split_whitespace().next().map(String::from))
+            .collect(),
+    )
 }

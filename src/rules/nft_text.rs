@@ -54,6 +54,7 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
          \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n\
          \t}}\n"
     ));
+    t.push_str(&labels_chain(cfg));
     if backend == QueueBackend::Native {
         let ports = nft_ports(&cfg.control_ports);
         let q = queue_range(cfg);
@@ -65,17 +66,70 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
              \t}}\n\
              \tchain queue_to_client {{\n\
              \t\ttype filter hook forward priority mangle; policy accept;\n\
+             {hold}\
              \t\ttcp sport {ports} queue num {q}{bypass}\n\
-             \t}}\n"
+             \t}}\n",
+            hold = native_hold(cfg, &ports, &q),
         ));
     }
     t.push_str("}\n");
     t
 }
 
+/// The chain `labels` (with `[durable]` on, `docs/durable.md`): hooked
+/// nowhere, so no packet crosses it; its `ct label` rule alone makes the
+/// kernel give every new connection the label extension, without which a
+/// session's state cannot be stored (DESIGN.md: loaded before traffic).
+fn labels_chain(cfg: &Config) -> String {
+    let d = &cfg.durable;
+    if !d.enabled {
+        return String::new();
+    }
+    format!(
+        "\tchain labels {{\n\
+         \t\tct label {bit} counter\n\
+         \t}}\n",
+        bit = d.label_first_bit,
+    )
+}
+
+/// The native counterpart of the xtables hold rules (`xtables::hold_rules`),
+/// put before the server-to-client queue rule.
+fn native_hold(cfg: &Config, ports: &str, q: &str) -> String {
+    let d = &cfg.durable;
+    if !d.enabled {
+        return String::new();
+    }
+    format!(
+        "\t\ttcp dport {ports} ct mark & {e:#010x} == {e:#010x} meta mark & {m:#010x} == 0 drop\n\
+         \t\ttcp sport {ports} ct mark & {e:#010x} == {e:#010x} queue num {q}\n",
+        e = d.edited_mark,
+        m = d.seen_mark,
+    )
+}
+
+/// The `nft -f` text that makes ftp-alg's table what `cfg` needs while
+/// keeping the table a killed instance left (`existing`: its chains), so
+/// that its pending pinholes stay and its `hold` chain never goes away:
+/// one transaction that empties the chains, drops those no longer wanted,
+/// and loads the table text (sets and chains that exist are kept).
+pub(super) fn adopt_text(table: &str, existing: &[String]) -> String {
+    let mut t = String::new();
+    for chain in existing {
+        let wanted = table.contains(&format!("\tchain {chain} {{\n"));
+        let verb = if wanted { "flush" } else { "delete" };
+        t.push_str(&format!("{verb} chain inet {TABLE_NAME} {chain}\n"));
+    }
+    t.push_str(table);
+    t
+}
+
 /// The sets, maps and chains [`table_text`] declares, by kind and name: what
 /// must still be there for the table to work.
-pub(super) fn table_objects(backend: QueueBackend) -> Vec<(&'static str, &'static str)> {
+pub(super) fn table_objects(
+    backend: QueueBackend,
+    labels: bool,
+) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
         ("set", "pin4"),
         ("set", "pin6"),
@@ -83,6 +137,9 @@ pub(super) fn table_objects(backend: QueueBackend) -> Vec<(&'static str, &'stati
         ("map", "dnat6"),
         ("chain", "pinholes"),
     ];
+    if labels {
+        v.push(("chain", "labels"));
+    }
     if backend == QueueBackend::Native {
         v.extend([("chain", "queue_to_server"), ("chain", "queue_to_client")]);
     }
@@ -101,6 +158,39 @@ pub(super) fn nft_accept_rule(cfg: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_rule_is_loaded_but_crossed_by_no_packet() {
+        let t = table_text(&Config::default(), QueueBackend::Xtables);
+        assert!(t.contains("\tchain labels {\n\t\tct label 12 counter\n\t}\n"));
+        let n = table_text(&Config::default(), QueueBackend::Native);
+        assert!(n.contains(
+            "\t\ttcp dport 21 ct mark & 0x02000000 == 0x02000000 meta mark & 0x02000000 == 0 drop\n\
+             \t\ttcp sport 21 ct mark & 0x02000000 == 0x02000000 queue num 21\n\
+             \t\ttcp sport 21 queue num 21 bypass\n"
+        ));
+        let mut off = Config::default();
+        off.durable.enabled = false;
+        for b in [QueueBackend::Xtables, QueueBackend::Native] {
+            let t = table_text(&off, b);
+            assert!(
+                !t.contains("chain labels") && !t.contains("0x02000000"),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn adopting_empties_kept_chains_and_drops_unwanted_ones_in_one_load() {
+        let table = table_text(&Config::default(), QueueBackend::Xtables);
+        let chains = ["pinholes", "labels", "queue_to_server"].map(String::from);
+        let t = adopt_text(&table, &chains);
+        assert!(t.starts_with(
+            "flush chain inet ftp_alg pinholes\nflush chain inet ftp_alg labels\n\
+             delete chain inet ftp_alg queue_to_server\ntable inet ftp_alg {\n"
+        ));
+        assert!(t.ends_with(&table));
+    }
 
     #[test]
     fn default_table_is_the_documented_text() {
@@ -127,7 +217,9 @@ mod tests {
             table_text(&c, QueueBackend::Native),
             include_str!("testdata/table_ports_21_2121_queues_4_native.nft")
         );
-        let c = Config::default();
+        let mut c = Config::default();
+        // Without `[durable]`'s hold rules (tested on their own above).
+        c.durable.enabled = false;
         let n = table_text(&c, QueueBackend::Native);
         let x = table_text(&c, QueueBackend::Xtables);
         // The native variant is the xtables one plus the two queue chains.
@@ -155,7 +247,7 @@ mod tests {
                 .lines()
                 .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t") && l != &"\t}")
                 .collect();
-            let want: Vec<String> = table_objects(backend)
+            let want: Vec<String> = table_objects(backend, true)
                 .iter()
                 .map(|(kind, name)| format!("\t{kind} {name} {{"))
                 .collect();

@@ -7,7 +7,7 @@ use super::implicit::delete_empty;
 use super::install::delete_nft_rule;
 use super::listing::{commented_handles, exists, list_table, ChainState};
 use super::tools::{run, strs, RulesetError, Tools};
-use super::xtables::{accept_rule, queue_rules, Family};
+use super::xtables::{accept_rule, queue_rules, Family, XtRule};
 use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
 
 /// Removes what a killed instance of ftp-alg left behind: the table
@@ -19,14 +19,24 @@ use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
 /// Returns whether anything was found. [`install`](super::install()) calls
 /// this itself.
 pub fn remove_stale(cfg: &Config) -> Result<bool, RulesetError> {
-    remove_stale_with(cfg, &Tools::discover())
+    remove_stale_with(cfg, &Tools::discover(), false)
 }
 
 /// [`remove_stale`] with the iptables-nft binaries already found.
-pub(super) fn remove_stale_with(cfg: &Config, tools: &Tools) -> Result<bool, RulesetError> {
+/// `adopting`: the installer keeps ftp-alg's own table and the old
+/// iptables rules until its own are in ([`remove_stale_after`]), so that
+/// at no moment an edited stream can pass unadjusted (issue 10).
+pub(super) fn remove_stale_with(
+    cfg: &Config,
+    tools: &Tools,
+    adopting: bool,
+) -> Result<bool, RulesetError> {
     let mut found = false;
     if let AcceptRule::Nft(at) = &cfg.accept_rule {
         found |= remove_stale_nft_accept(at)?;
+    }
+    if adopting {
+        return Ok(found);
     }
     if exists(&["table", "inet", TABLE_NAME]) {
         tracing::warn!("removing stale table inet {TABLE_NAME} (left by an earlier ftp-alg?)");
@@ -36,7 +46,32 @@ pub(super) fn remove_stale_with(cfg: &Config, tools: &Tools) -> Result<bool, Rul
     for fam in Family::BOTH {
         let Ok(bin) = tools.get(fam) else { continue };
         for table in ["raw", "mangle", "filter"] {
-            found |= remove_stale_xtables(cfg, fam, bin, table)?;
+            found |= remove_stale_xtables(cfg, fam, bin, table, &|_| 0)?;
+        }
+    }
+    Ok(found)
+}
+
+/// After an install that left a killed instance's iptables rules in place:
+/// removes those old copies (and those of a configuration that changed).
+/// The new rules, inserted at the head of their chains, come first, so the
+/// old ones are the commented rules after them.
+pub(super) fn remove_stale_after(
+    cfg: &Config,
+    tools: &Tools,
+    fresh: &[(Family, XtRule)],
+) -> Result<bool, RulesetError> {
+    let mut found = false;
+    for fam in Family::BOTH {
+        let Ok(bin) = tools.get(fam) else { continue };
+        for table in ["raw", "mangle", "filter"] {
+            let ahead = |chain: &str| {
+                fresh
+                    .iter()
+                    .filter(|(f, r)| *f == fam && r.table == table && r.chain == chain)
+                    .count()
+            };
+            found |= remove_stale_xtables(cfg, fam, bin, table, &ahead)?;
         }
     }
     Ok(found)
@@ -44,11 +79,13 @@ pub(super) fn remove_stale_with(cfg: &Config, tools: &Tools) -> Result<bool, Rul
 
 /// Deletes the rules commented `ftp-alg` from one iptables-nft table, then
 /// the `raw`/`mangle` chains and table they leave empty.
+/// The first `ahead(chain)` rules of each chain are this instance's own.
 fn remove_stale_xtables(
     cfg: &Config,
     fam: Family,
     bin: &Path,
     table: &str,
+    ahead: &dyn Fn(&str) -> usize,
 ) -> Result<bool, RulesetError> {
     if !exists(&["table", fam.nft_family(), table]) {
         return Ok(false);
@@ -61,10 +98,16 @@ fn remove_stale_xtables(
             // A table with rules iptables cannot parse ("incompatible")
             // still takes -I and -D: delete what this config would add.
             tracing::debug!("cannot list {table} ({e}); deleting by rule spec");
+            if ahead("PREROUTING") + ahead("FORWARD") > 0 {
+                // By spec the first copy, our own, would go.
+                tracing::warn!("cannot list {table}; stale ftp-alg rules there are left in place");
+                return Ok(false);
+            }
             return Ok(remove_stale_by_spec(cfg, fam, bin, table));
         }
     };
-    let stale = stale_rules(&save);
+    let mut stale = stale_rules(&save);
+    stale.retain(|(chain, n)| *n > ahead(chain));
     if stale.is_empty() {
         return Ok(false);
     }

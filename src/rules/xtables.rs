@@ -130,6 +130,65 @@ pub(super) fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
             });
         }
     }
+    out.extend(hold_rules(cfg, &ports));
+    out
+}
+
+/// With `[durable]` on (`docs/durable.md`): the rules that keep an edited
+/// stream from passing unadjusted while no instance runs. Inserted at the
+/// head of mangle FORWARD after the queue rule there, so they come before
+/// it: a client's packet of a connection marked edited that no instance
+/// saw (queued at raw PREROUTING with bypass, so without the seen mark) is
+/// dropped; a server's packet of such a connection is queued without bypass
+/// (dropped while nobody listens). TCP retransmits both. They sit in a
+/// chain every forwarded packet crosses anyway: no extra hook.
+fn hold_rules(cfg: &Config, ports: &[u16]) -> Vec<XtRule> {
+    let d = &cfg.durable;
+    if !d.enabled {
+        return Vec::new();
+    }
+    let edited = format!("{:#x}/{:#x}", d.edited_mark, d.edited_mark);
+    // Not seen: mark & seen == 0 (no `!`, which restore files would need
+    // quoted).
+    let unseen = format!("0x0/{:#x}", d.seen_mark);
+    let mut out = Vec::new();
+    for chunk in ports.chunks(MULTIPORT_MAX) {
+        for dir in ["d", "s"] {
+            let mut spec = vec!["-p".to_string(), "tcp".to_string()];
+            if let [one] = chunk {
+                spec.push(format!("--{dir}port"));
+                spec.push(one.to_string());
+            } else {
+                let list: Vec<String> = chunk.iter().map(u16::to_string).collect();
+                spec.extend(["-m".to_string(), "multiport".to_string()]);
+                spec.push(format!("--{dir}ports"));
+                spec.push(list.join(","));
+            }
+            spec.extend(["-m", "connmark", "--mark", &edited].map(String::from));
+            if dir == "d" {
+                spec.extend(["-m", "mark", "--mark", &unseen].map(String::from));
+            }
+            spec.extend(comment_spec());
+            if dir == "d" {
+                spec.extend(["-j", "DROP"].map(String::from));
+            } else {
+                spec.extend(["-j", "NFQUEUE"].map(String::from));
+                if cfg.queues > 1 {
+                    spec.push("--queue-balance".to_string());
+                    spec.push(queue_range(cfg).replace('-', ":"));
+                } else {
+                    spec.push("--queue-num".to_string());
+                    spec.push(cfg.queue_num.to_string());
+                }
+            }
+            out.push(XtRule {
+                table: "mangle",
+                chain: "FORWARD",
+                position: None,
+                spec,
+            });
+        }
+    }
     out
 }
 
@@ -173,7 +232,7 @@ mod tests {
             control_ports: ports.to_vec(),
             queue_num: 7,
             ct_mark: 0x0000_0040,
-            ..Config::default()
+            ..plain()
         }
     }
 
@@ -181,9 +240,32 @@ mod tests {
         rules.iter().map(|r| args(r).join(" ")).collect()
     }
 
+    /// The default configuration without `[durable]`'s hold rules.
+    fn plain() -> Config {
+        let mut c = Config::default();
+        c.durable.enabled = false;
+        c
+    }
+
+    #[test]
+    fn edited_streams_are_held_in_mangle_forward() {
+        let all = queue_rules(&Config::default(), Family::V4);
+        let plain = queue_rules(&plain(), Family::V4);
+        assert_eq!(all[..2], plain[..]);
+        assert_eq!(
+            lines(&all[2..], XtRule::insert_args),
+            [
+                "-t mangle -I FORWARD -p tcp --dport 21 -m connmark --mark 0x2000000/0x2000000 \
+                 -m mark --mark 0x0/0x2000000 -m comment --comment ftp-alg -j DROP",
+                "-t mangle -I FORWARD -p tcp --sport 21 -m connmark --mark 0x2000000/0x2000000 \
+                 -m comment --comment ftp-alg -j NFQUEUE --queue-num 21",
+            ]
+        );
+    }
+
     #[test]
     fn one_port_one_queue() {
-        let r = queue_rules(&Config::default(), Family::V4);
+        let r = queue_rules(&plain(), Family::V4);
         assert_eq!(
             lines(&r, XtRule::insert_args),
             [

@@ -11,7 +11,7 @@
 
 mod state;
 
-pub use state::CtEntry;
+pub use state::{CtEntry, StateUpdate};
 
 use std::io;
 use std::net::SocketAddr;

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use netlink_packet_core::{DefaultNla, Nla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, ProtoInfo, ProtoInfoTCP, TCPFlags,
+};
 
 use super::{
     error_code, family_of, kernel_error, parse_entry, request, same_family, tcp_tuple, Conntrack,
@@ -65,31 +67,59 @@ pub(crate) fn labels_of(attribute: &ConntrackAttribute) -> Option<u128> {
     }
 }
 
+/// A change of a conntrack entry's mark and labels, each under its mask:
+/// bits outside the masks are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// New values of the mark bits in `mark_mask`.
+    pub mark: u32,
+    /// The mark bits changed.
+    pub mark_mask: u32,
+    /// New label bits and the bits changed; `None` leaves the labels.
+    pub labels: Option<(u128, u128)>,
+    /// Set IP_CT_TCP_FLAG_BE_LIBERAL on both directions: while no instance
+    /// runs, a client's packet that was not adjusted (its acknowledgement
+    /// beyond what the server sent) must reach ftp-alg's hold rule, which
+    /// drops it, instead of being marked INVALID by conntrack first. Only
+    /// this control connection's window checks are relaxed (DESIGN.md).
+    pub liberal: bool,
+}
+
+/// IP_CT_TCP_FLAG_BE_LIBERAL (linux/netfilter/nf_conntrack_tcp.h).
+const TCP_FLAG_BE_LIBERAL: u8 = 0x08;
+
 /// The update of the entry with original tuple `src -> dst`:
 /// IPCTNL_MSG_CT_NEW without NLM_F_CREATE (change an existing entry, never
-/// create one), labels and mark each with its mask, acknowledged.
-pub(crate) fn build_update(
-    src: SocketAddr,
-    dst: SocketAddr,
-    labels: u128,
-    labels_mask: u128,
-    mark: u32,
-    seq: u32,
-) -> Vec<u8> {
+/// create one), mark and labels each with its mask, acknowledged.
+pub(crate) fn build_update(src: SocketAddr, dst: SocketAddr, u: &StateUpdate, seq: u32) -> Vec<u8> {
     let nla = |kind, value: &[u8]| ConntrackAttribute::Other(DefaultNla::new(kind, value.to_vec()));
+    let mut attributes = vec![
+        ConntrackAttribute::CtaTupleOrig(tcp_tuple(src, dst)),
+        // The kernel keeps (old & ~mask) ^ mark.
+        ConntrackAttribute::CtaMark(u.mark & u.mark_mask),
+        nla(CTA_MARK_MASK, &u.mark_mask.to_be_bytes()),
+    ];
+    if u.liberal {
+        // The crate's flags type is non-exhaustive: built from its bytes
+        // (flags, mask).
+        let flags =
+            || TCPFlags::parse(&[TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL]).expect("two bytes");
+        attributes.push(ConntrackAttribute::CtaProtoInfo(vec![ProtoInfo::TCP(
+            vec![
+                ProtoInfoTCP::OriginalFlags(flags()),
+                ProtoInfoTCP::ReplyFlags(flags()),
+            ],
+        )]));
+    }
+    if let Some((labels, mask)) = u.labels {
+        attributes.push(nla(CTA_LABELS, &label_bytes(labels & mask)));
+        attributes.push(nla(CTA_LABELS_MASK, &label_bytes(mask)));
+    }
     request(
         family_of(src),
         NLM_F_REQUEST | NLM_F_ACK,
         seq,
-        ConntrackMessage::New(vec![
-            ConntrackAttribute::CtaTupleOrig(tcp_tuple(src, dst)),
-            // The kernel keeps (old & ~mask) ^ mark: with mark == mask the
-            // bit is set and every other bit kept.
-            ConntrackAttribute::CtaMark(mark),
-            nla(CTA_MARK_MASK, &mark.to_be_bytes()),
-            nla(CTA_LABELS, &label_bytes(labels & labels_mask)),
-            nla(CTA_LABELS_MASK, &label_bytes(labels_mask)),
-        ]),
+        ConntrackMessage::New(attributes),
     )
 }
 
@@ -108,22 +138,20 @@ pub(crate) fn build_dump_marked(like: SocketAddr, mark: u32, seq: u32) -> Vec<u8
 }
 
 impl Conntrack {
-    /// Writes `labels` (only the bits in `labels_mask`) and sets the bit(s)
-    /// `mark` in the TCP entry whose original tuple is `src -> dst`. Other
-    /// label and mark bits are kept. ENOENT when the entry is gone; ENOSPC
-    /// when it was created while no rule used `ct label` (DESIGN.md).
+    /// Changes the mark and labels of the TCP entry whose original tuple is
+    /// `src -> dst` as `update` says. ENOENT when the entry is gone; ENOSPC
+    /// when it was created while no rule used `ct label` (DESIGN.md), in
+    /// which case the kernel has already applied the mark.
     pub fn update_state(
         &mut self,
         src: SocketAddr,
         dst: SocketAddr,
-        labels: u128,
-        labels_mask: u128,
-        mark: u32,
+        update: &StateUpdate,
     ) -> io::Result<()> {
         same_family(src, dst)?;
         let context = || format!("conntrack update tcp {src} -> {dst}");
         self.transact(
-            |seq| build_update(src, dst, labels, labels_mask, mark, seq),
+            |seq| build_update(src, dst, update, seq),
             |kind, msg| match kind {
                 NLMSG_ERROR => ControlFlow::Break(match error_code(msg) {
                     Ok(0) => Ok(()),

@@ -132,7 +132,13 @@ fn labels_are_host_order_words_as_the_kernel_keeps_them() {
 fn update_changes_an_existing_entry_with_masks() {
     let (c, s) = (sock("192.0.2.2:40000"), sock("203.0.113.2:21"));
     let mask = 0xffff_u128 << 12;
-    let buf = state::build_update(c, s, !0, mask, 0x0200_0000, 7);
+    let update = StateUpdate {
+        mark: 0x0200_0000,
+        mark_mask: 0x0200_0000,
+        labels: Some((!0, mask)),
+        liberal: true,
+    };
+    let buf = state::build_update(c, s, &update, 7);
     let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&buf).unwrap();
     // IPCTNL_MSG_CT_NEW (0), an ACKed request, and NOT NLM_F_CREATE: an
     // update must never make an entry up.
@@ -151,6 +157,10 @@ fn update_changes_an_existing_entry_with_masks() {
     };
     assert_eq!(attrs[0], ConntrackAttribute::CtaTupleOrig(tcp_tuple(c, s)));
     assert_eq!(attrs[1], ConntrackAttribute::CtaMark(0x0200_0000));
+    // BE_LIBERAL (8) set under its mask in both directions:
+    // CTA_PROTOINFO_TCP_FLAGS_ORIGINAL (4) and _REPLY (5), 2 bytes each.
+    assert!(buf.windows(6).any(|w| w == [6, 0, 4, 0, 8, 8]));
+    assert!(buf.windows(6).any(|w| w == [6, 0, 5, 0, 8, 8]));
     let raw = |kind: u16| {
         attrs.iter().find_map(|a| match a {
             ConntrackAttribute::Other(n) if n.kind() == kind => {
@@ -210,4 +220,20 @@ fn marked_dump_is_filtered_by_the_kernel() {
         buf.windows(8).any(|w| w == [8, 0, 21, 0, 2, 0, 0, 0]),
         "CTA_MARK_MASK"
     );
+}
+
+#[test]
+fn update_without_labels_clears_a_mark_bit() {
+    let (c, s) = (sock("192.0.2.2:40000"), sock("203.0.113.2:21"));
+    let clear = StateUpdate {
+        mark: 0,
+        mark_mask: 0x0200_0000,
+        labels: None,
+        liberal: false,
+    };
+    let buf = state::build_update(c, s, &clear, 8);
+    // CTA_MARK 0, CTA_MARK_MASK the bit, and no CTA_LABELS (22).
+    assert!(buf.windows(8).any(|w| w == [8, 0, 8, 0, 0, 0, 0, 0]));
+    assert!(buf.windows(8).any(|w| w == [8, 0, 21, 0, 2, 0, 0, 0]));
+    assert!(!buf.windows(4).any(|w| w == [20, 0, 22, 0]));
 }

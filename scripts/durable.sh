@@ -7,7 +7,7 @@
 # Each case: a control session whose text ftp-alg rewrote with a length
 # change (PORT +1, PORT -3, 227 +1 under DNAT) makes a first transfer; then
 # ftp-alg is killed (-9), the client sends NOOP while no instance runs, a new
-# `ftp-alg run` starts 1 s later, and the same session makes a second
+# `ftp-alg run` starts 1-1.6 s after the kill, and the same session makes a second
 # transfer. Passes when the NOOP is answered 200 (the server received it
 # exact: a stream passed unadjusted makes it "OOP" -> 500), both transfers'
 # sha256 match, the gateway counted 0 INVALID, and the new instance exits 0
@@ -40,10 +40,11 @@ bench_lab_up "du$(($$ % 1000000))" durable
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# held_packets: what the hold chain dropped so far (edited, unadjusted).
+# held_packets: packets of edited connections the hold rules (mangle
+# FORWARD, the ones matching connmark) dropped or queued without bypass
+# while no instance ran.
 held_packets() {
-    nsx "$NS_GW" nft list chain inet ftp_alg hold 2>/dev/null |
-        awk '/drop/ { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }'
+    ipt4 -t mangle -L FORWARD -v -n -x | awk '/connmark/ { s += $1 } END { print s + 0 }'
 }
 
 # wait_for_line FILE TEXT SECS
@@ -57,15 +58,18 @@ wait_for_line() {
     return 1
 }
 
-# crash_and_restart TAG GOFILE: kill -9, let the client send, start again
-# after 1 s. Sets HELD and READY_MS.
+# crash_and_restart TAG GOFILE OUTAGE: kill -9, let the client send, start
+# again after OUTAGE seconds. Sets HELD (packets the hold rules caught meanwhile) and
+# READY_MS (new start to "ready").
 crash_and_restart() {
+    local before
     kill -KILL "$ALG_PID"
     wait "$ALG_PID" 2>/dev/null || true
     ALG_PID=
+    before=$(held_packets)
     if [[ -n $2 ]]; then touch "$2"; fi
-    sleep 1
-    HELD=$(held_packets)
+    sleep "$3"
+    HELD=$(($(held_packets) - before))
     local t0
     t0=$(ms)
     alg_start "$1-after" || return 1
@@ -87,7 +91,7 @@ peer_case() {
         CASE_NOTE="first transfer failed: $(tail -n 1 "$out")"
         return 1
     fi
-    crash_and_restart "$name" "$go" || {
+    crash_and_restart "$name" "$go" 1 || {
         CASE_NOTE="the new instance did not start"
         return 1
     }
@@ -109,25 +113,43 @@ lftp_case() {
     rm -f "$ready" "$a" "$b"
     alg_start "$name" || return 1
     lab_zero_counters
-    local s="set cmd:fail-exit yes; set net:timeout 10; set net:max-retries 1; set ftp:passive-mode $pm;"
-    s+=" set ftp:prefer-epsv no; set ftp:ssl-allow no; set xfer:clobber yes; set cmd:interactive no;"
-    s+=" open -u anonymous,lab@ ftp://$host; get small.bin -o $a; !touch $ready; !sleep 1.5;"
-    s+=" quote NOOP; get file.bin -o $b; quit"
-    nsx "$ns" env HOME="$LAB_STATE/home" timeout -k 2 60 lftp -c "$s" </dev/null >"$log" 2>&1 &
+    # One command a line: lftp's `!` takes the rest of its line.
+    local script="$LAB_STATE/$name.lftp"
+    cat >"$script" <<EOF
+set cmd:fail-exit yes
+set net:timeout 10
+set net:max-retries 1
+set ftp:passive-mode $pm
+set ftp:prefer-epsv no
+set ftp:ssl-allow no
+set xfer:clobber yes
+set cmd:interactive no
+open -u anonymous,lab@ ftp://$host
+get small.bin -o $a
+!touch $ready
+!sleep 1
+quote NOOP
+get file.bin -o $b
+quit
+EOF
+    nsx "$ns" env HOME="$LAB_STATE/home" timeout -k 2 60 lftp -f "$script" </dev/null >"$log" 2>&1 &
     PEER_PID=$!
     lab_record lftp "$PEER_PID"
     local i
-    for ((i = 0; i < 400 && ! -e $ready; i++)); do sleep 0.05; done
+    for ((i = 0; i < 400; i++)); do
+        if [[ -e $ready ]]; then break; fi
+        sleep 0.05
+    done
     if [[ ! -e $ready ]]; then
         CASE_NOTE="first download failed: $(tail -n 1 "$log")"
         return 1
     fi
     local t0
     t0=$(ms)
-    # The NOOP leaves 1.5 s after "ready"; the new instance starts 1 s
-    # after the kill, i.e. after the NOOP was first sent.
-    sleep 0.2
-    crash_and_restart "$name" "" || {
+    # The NOOP leaves 1 s after "ready", 0.9 s after the kill; the new
+    # instance starts 1.6 s after the kill.
+    sleep 0.1
+    crash_and_restart "$name" "" 1.6 || {
         CASE_NOTE="the new instance did not start"
         return 1
     }

@@ -68,6 +68,30 @@ fn narrow(before: &TableSnapshot, now: Option<&TableSnapshot>) -> TableSnapshot 
     }
 }
 
+/// [`snapshot`] as it would read without a killed instance's rules: the
+/// chains in `ours_only` (holding nothing but such rules) are taken as not
+/// there, and a table left with no chain as not there either, so that
+/// removal deletes them as iptables-nft's implicit creations.
+pub(super) fn snapshot_without(
+    ours_only: &[(Family, &'static str, String)],
+) -> Result<Vec<TableSnapshot>, RulesetError> {
+    let mut snaps = snapshot()?;
+    for snap in &mut snaps {
+        if let Some(chains) = snap.chains.as_mut() {
+            let before = chains.len();
+            chains.retain(|c| {
+                !ours_only
+                    .iter()
+                    .any(|(f, t, name)| *f == snap.family && *t == snap.table && name == c)
+            });
+            if chains.is_empty() && before > 0 {
+                snap.chains = None;
+            }
+        }
+    }
+    Ok(snaps)
+}
+
 /// Deletes the chains of `snap`'s table that did not exist before and are
 /// empty now, then the table if it did not exist before and is empty now.
 /// Anything with rules in it (someone else's) stays.

@@ -2,10 +2,10 @@
 //! in place, whose removal restores the ruleset exactly.
 
 use super::backend::{detect_queue_backend, QueueBackend};
-use super::implicit::{restore_table, snapshot, TableSnapshot};
+use super::implicit::{restore_table, snapshot_without, TableSnapshot};
 use super::listing::{commented_handles, exists};
 use super::nft_text::{adopt_text, nft_accept_rule, table_text};
-use super::stale::{remove_stale_after, remove_stale_with};
+use super::stale::{chains_of_ours_only, remove_stale_after, remove_stale_with};
 use super::tools::{run, strs, RulesetError, Tools};
 use super::xtables::{accept_rule, queue_rules, Family, XtRule};
 use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
@@ -31,10 +31,13 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
     }
     remove_stale_with(cfg, &tools, true)?;
 
+    // The killed instance's rules are still there (see remove_stale_after):
+    // chains holding only those count as not there before.
+    let before = snapshot_without(&chains_of_ours_only(&tools))?;
     let mut inst = Installed {
         backend,
         tools,
-        before: snapshot()?,
+        before,
         table: false,
         labels: cfg.durable.enabled,
         rules: Vec::new(),

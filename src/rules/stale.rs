@@ -52,6 +52,44 @@ pub(super) fn remove_stale_with(
     Ok(found)
 }
 
+/// The `raw`/`mangle` chains that hold only rules commented `ftp-alg`
+/// (a killed instance's, which [`remove_stale_after`] takes out).
+pub(super) fn chains_of_ours_only(tools: &Tools) -> Vec<(Family, &'static str, String)> {
+    let quoted = format!("\"{RULE_COMMENT}\"");
+    let mut out = Vec::new();
+    for fam in Family::BOTH {
+        let Ok(bin) = tools.get(fam) else { continue };
+        for table in ["raw", "mangle"] {
+            if !exists(&["table", fam.nft_family(), table]) {
+                continue;
+            }
+            let Ok(save) = run(bin, &["-t", table, "-S"], None) else {
+                continue;
+            };
+            let mut counts: Vec<(String, usize, usize)> = Vec::new();
+            for line in save.lines().filter(|l| l.starts_with("-A ")) {
+                let chain = line.split_whitespace().nth(1).unwrap_or_default();
+                let ours = line.contains(&format!("--comment {RULE_COMMENT} "))
+                    || line.contains(&format!("--comment {quoted} "));
+                match counts.iter_mut().find(|(c, _, _)| c == chain) {
+                    Some((_, all, mine)) => {
+                        *all += 1;
+                        *mine += usize::from(ours);
+                    }
+                    None => counts.push((chain.to_string(), 1, usize::from(ours))),
+                }
+            }
+            out.extend(
+                counts
+                    .into_iter()
+                    .filter(|(_, all, mine)| all == mine)
+                    .map(|(chain, _, _)| (fam, table, chain)),
+            );
+        }
+    }
+    out
+}
+
 /// After an install that left a killed instance's iptables rules in place:
 /// removes those old copies (and those of a configuration that changed).
 /// The new rules, inserted at the head of their chains, come first, so the

@@ -109,13 +109,14 @@ lftp_case() {
     local name=$1 ns=$2 host=$3 pm=on
     [[ $4 == active ]] && pm=off
     local ready="$LAB_STATE/$name.ready" a="$LAB_STATE/out/$name.1" b="$LAB_STATE/out/$name.2"
-    local log="$RES_DIR/$name.lftp"
+    local log="$RES_DIR/$name.lftp" dbg="$RES_DIR/$name.lftp-debug"
     rm -f "$ready" "$a" "$b"
     alg_start "$name" || return 1
     lab_zero_counters
     # One command a line: lftp's `!` takes the rest of its line.
     local script="$LAB_STATE/$name.lftp"
     cat >"$script" <<EOF
+debug -o $dbg 3
 set cmd:fail-exit yes
 set net:timeout 10
 set net:max-retries 1
@@ -168,7 +169,14 @@ EOF
         CASE_NOTE="sha256 mismatch"
         return 1
     fi
-    CASE_NOTE="both downloads sha256 ok ($(($(ms) - t0)) ms from the crash to the end)"
+    # One session: lftp logs in again after a broken control connection.
+    local logins
+    logins=$(grep -c "Connecting to" "$dbg" || true)
+    if [[ $logins != 1 ]]; then
+        CASE_NOTE="the session did not survive: lftp connected $logins times"
+        return 1
+    fi
+    CASE_NOTE="one session, both downloads sha256 ok ($(($(ms) - t0)) ms from the crash to the end)"
 }
 
 RULES_BEFORE=$(lab_ruleset)

@@ -131,7 +131,7 @@ impl Worker {
     /// Keeps session state in conntrack as `cfg` says (off until called):
     /// stores it after each rewrite that asks for it, reads it back for
     /// sessions picked up mid-stream, and marks every packet it gives a
-    /// verdict for as seen (the table's `hold` chain drops packets of
+    /// verdict for as seen (the hold rules in mangle FORWARD drop packets of
     /// edited connections that no instance saw).
     pub fn set_durable(&mut self, cfg: &DurableConfig) {
         self.durable = LabelLayout::new(cfg.label_first_bit)
@@ -231,7 +231,7 @@ impl Worker {
             // leaves before they are in conntrack.
             store_state(&mut self.conntrack, marks, p);
         }
-        // Seen: the table's hold rule passes this packet even if its
+        // Seen: the hold rules pass this packet even if its
         // connection is marked edited.
         let mark = self
             .durable

@@ -108,7 +108,7 @@ impl Installed {
         match existing_chains() {
             Some(chains) => {
                 // Left by a killed instance: adopted in one transaction, so
-                // its pending pinholes stay and its hold chain never goes
+                // its pending pinholes stay and its `labels` chain never goes
                 // away (issue 10); replaced if that fails.
                 tracing::warn!("adopting table inet {TABLE_NAME} left by an earlier ftp-alg (pending pinholes kept)");
                 if let Err(e) = run("nft", &["-f", "-"], Some(&adopt_text(&table, &chains))) {

@@ -336,6 +336,19 @@ pub(super) fn validate(cfg: &Config) -> Result<(), RulesetError> {
         .map_err(|e| RulesetError::other("config", e.to_string()))
 }
 
+/// The chains of ftp-alg's table as `nft list table` shows them, or `None`
+/// when there is no such table.
+fn existing_chains() -> Option<Vec<String>> {
+    let listing = run("nft", &["list", "table", "inet", TABLE_NAME], None).ok()?;
+    Some(
+        listing
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("chain "))
+            .filter_map(|rest| rest.split_whitespace().next().map(String::from))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,17 +370,4 @@ mod tests {
         assert!(e.to_string().contains("ct_mark"), "{e}");
         assert_eq!(e.command(), "config");
     }
-}
-
-/// The chains of ftp-alg's table as `nft list table` shows them, or `None`
-/// when there is no such table.
-fn existing_chains() -> Option<Vec<String>> {
-    let listing = run("nft", &["list", "table", "inet", TABLE_NAME], None).ok()?;
-    Some(
-        listing
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("chain "))
-            .filter_map(|rest| rest.split_whitespace().next().map(String::from))
-            .collect(),
-    )
 }

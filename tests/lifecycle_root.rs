@@ -262,10 +262,17 @@ fn restart_after_kill_9_removes_stale_rules() {
         1,
         "{running}"
     );
+    // Per family: the two queue rules and [durable]'s server-side hold
+    // rule (a queue without bypass).
     assert_eq!(
         running.matches("queue num 21").count(),
-        4,
+        6,
         "one copy of each queue rule: {running}"
+    );
+    assert_eq!(
+        running.matches("queue num 21 bypass").count(),
+        4,
+        "{running}"
     );
     second.signal(Signal::SIGTERM);
     assert!(second.wait_exit().success());

@@ -103,12 +103,25 @@ pub(super) fn remove_stale_after(
     for fam in Family::BOTH {
         let Ok(bin) = tools.get(fam) else { continue };
         for table in ["raw", "mangle", "filter"] {
-            let ahead = |chain: &str| {
-                fresh
-                    .iter()
-                    .filter(|(f, r)| *f == fam && r.table == table && r.chain == chain)
-                    .count()
-            };
+            let ours: Vec<&XtRule> = fresh
+                .iter()
+                .filter(|(f, r)| *f == fam && r.table == table)
+                .map(|(_, r)| r)
+                .collect();
+            if exists(&["table", fam.nft_family(), table])
+                && run(bin, &["-t", table, "-S"], None).is_err()
+            {
+                // Unlistable (rules iptables cannot parse): every copy goes
+                // by spec, then ours come back.
+                if remove_stale_by_spec(cfg, fam, bin, table) {
+                    found = true;
+                    for r in &ours {
+                        run(bin, &strs(&r.insert_args()), None)?;
+                    }
+                }
+                continue;
+            }
+            let ahead = |chain: &str| ours.iter().filter(|r| r.chain == chain).count();
             found |= remove_stale_xtables(cfg, fam, bin, table, &ahead)?;
         }
     }

@@ -17,7 +17,7 @@ use ftp_alg::queue::{
 use ftp_alg::rules;
 use ftp_alg::rules::Installed;
 use ftp_alg::telemetry;
-use ftp_alg::telemetry::status_view::StatusReport;
+use ftp_alg::telemetry::status::StatusReport;
 use ftp_alg::telemetry::{metrics, status};
 use ftp_alg_proto::engine::Engine;
 

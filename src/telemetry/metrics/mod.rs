@@ -1,4 +1,4 @@
-//! Prometheus metrics: the latest [`Published`] snapshot in the text
+//! Prometheus metrics: the latest [`Published`](crate::telemetry::Published) snapshot in the text
 //! exposition format 0.0.4, served over plain HTTP by a tiny single-threaded
 //! endpoint (off by default; the daemon starts it only when configured).
 //!

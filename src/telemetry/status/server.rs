@@ -1,18 +1,7 @@
-//! Live status over a Unix socket: `ftp-alg status` connects, the daemon
-//! asks the packet loop for its sessions and pinholes
-//! ([`Shared::request_sessions`]; answered at the loop's next wake-up, at
-//! most a second away), writes them and closes. The socket file has mode 0600 from before the first
-//! connection can be accepted, so only its owner (root, when the daemon
-//! runs as root) can connect.
-//!
-//! The daemon writes one [`StatusReport`] as a JSON line (its schema:
-//! [`crate::telemetry::status_view`]); `ftp-alg status` renders the text
-//! view from it, `ftp-alg status --json` prints it as it came.
-//!
-//! Should the packet loop not answer within [`SESSIONS_TIMEOUT`], the answer
-//! says so (`listed: false`) with the counts of the latest published counters.
+//! The status socket the daemon serves: bound private (0600) before it
+//! listens, one [`StatusReport`] per client, removed when dropped.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -26,19 +15,16 @@ use nix::sys::socket::{
     bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 
-use crate::telemetry::status_view::StatusReport;
+use super::StatusReport;
 use crate::telemetry::Shared;
 
 /// Time the packet loop has to list its sessions; it wakes at least once
-/// a second, so only a stuck loop misses it. Shorter than [`QUERY_TIMEOUT`]
+/// a second, so only a stuck loop misses it. Shorter than [`QUERY_TIMEOUT`](super::QUERY_TIMEOUT)
 /// so that the client still gets the fallback answer.
 pub const SESSIONS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Time a status client has to take the text (server side).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Time [`query`] waits for the whole answer.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time [`StatusServer`]'s `drop` waits for the accept thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -228,120 +214,11 @@ impl Drop for StatusServer {
     }
 }
 
-/// Connects to the status socket at `path` and returns what the daemon
-/// wrote, waiting at most [`QUERY_TIMEOUT`] in all.
-pub fn query(path: &Path) -> io::Result<String> {
-    let mut stream = UnixStream::connect(path).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::PermissionDenied => " (run as root?)",
-            _ => " (is ftp-alg running?)",
-        };
-        io::Error::new(e.kind(), format!("{}: {e}{hint}", path.display()))
-    })?;
-    let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: reading: {e}", path.display()));
-    let deadline = Instant::now() + QUERY_TIMEOUT;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(fail(io::ErrorKind::TimedOut.into()));
-        }
-        stream.set_read_timeout(Some(left)).map_err(fail)?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(fail(io::ErrorKind::TimedOut.into()))
-            }
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    String::from_utf8(out).map_err(|e| fail(io::Error::new(io::ErrorKind::InvalidData, e)))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{sample, serve_list, text_of, Loop, TempDir, SAMPLE};
+    use super::super::query;
     use super::*;
-    use crate::telemetry::status_view::tests::{sample, text_of, SAMPLE};
-    use ftp_alg_proto::stats::SessionInfo;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Mutex;
-
-    /// Stands in for the packet loop: answers requests for the list of
-    /// sessions with the current content of `list` until dropped.
-    struct Loop {
-        list: Arc<Mutex<Vec<SessionInfo>>>,
-        done: Arc<AtomicBool>,
-        thread: Option<JoinHandle<()>>,
-    }
-
-    impl Loop {
-        fn start(shared: &Shared, list: Vec<SessionInfo>) -> Loop {
-            let list = Arc::new(Mutex::new(list));
-            let done = Arc::new(AtomicBool::new(false));
-            let thread = {
-                let (shared, list, done) = (shared.clone(), list.clone(), done.clone());
-                thread::spawn(move || {
-                    while !done.load(Ordering::Acquire) {
-                        if shared.sessions_wanted() {
-                            let l = list.lock().unwrap();
-                            shared.answer_sessions(l.clone());
-                        }
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                })
-            };
-            Loop {
-                list,
-                done,
-                thread: Some(thread),
-            }
-        }
-    }
-
-    impl Drop for Loop {
-        fn drop(&mut self) {
-            self.done.store(true, Ordering::Release);
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
-
-    /// A served socket with a packet loop that lists `list`.
-    fn serve_list(path: &Path, list: Vec<SessionInfo>) -> io::Result<(StatusServer, Loop)> {
-        let shared = Shared::default();
-        let server = serve(path, shared.clone())?;
-        Ok((server, Loop::start(&shared, list)))
-    }
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "ftp-alg-status-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir(&p).unwrap();
-            TempDir(p)
-        }
-        fn sock(&self) -> PathBuf {
-            self.0.join("status.sock")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn serve_query_mode_and_drop() {

@@ -2,6 +2,7 @@
 //!
 //! Everything here is a shell: it does I/O for the core and nothing else.
 //!
+//! * [`daemon`]: `ftp-alg run`, the daemon's life from start to stop;
 //! * [`queue`]: the NFQUEUE workers and the signal handling;
 //! * [`kernel`]: netlink to the kernel: nf_tables pinholes, conntrack
 //!   lookups, interface addresses for NAT overrides;
@@ -12,6 +13,7 @@
 //! * [`config`]: the typed, validated configuration.
 
 pub mod config;
+pub mod daemon;
 pub mod kernel;
 pub mod queue;
 pub mod replay;

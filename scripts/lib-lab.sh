@@ -628,6 +628,26 @@ NFT
 # ftp-alg, detaches the kernel helper, calls the script's own
 # bench_extra_cleanup if it defines one, and removes the lab. Sets RES_DIR to
 # $LAB_LOGS/RESULTS, created, without the results of an earlier run.
+# noop_load_start CONNS SECS: CONNS control connections from the SNAT
+# client, each sending NOOP round trips for SECS seconds
+# (scripts/ftp_peers.py load), in the background; output in
+# $RES_DIR/load.log. Call after bench_lab_up; its teardown stops the load.
+# noop_load_wait waits for it and sets load_rc (0: every NOOP answered).
+LOAD_PID=
+noop_load_start() {
+    nsx "$NS_CL" timeout -k 2 $(($2 + 30)) python3 "$LAB_REPO/scripts/ftp_peers.py" load \
+        --host 203.0.113.10 --port 21 --source 198.51.100.2 --conns "$1" --seconds "$2" \
+        </dev/null >"$RES_DIR/load.log" 2>&1 &
+    LOAD_PID=$!
+    lab_record load "$LOAD_PID"
+    sleep 2
+}
+noop_load_wait() {
+    load_rc=0
+    wait "$LOAD_PID" || load_rc=$?
+    LOAD_PID=
+}
+
 bench_lab_up() {
     lab_names "$1"
     trap bench_teardown EXIT
@@ -646,6 +666,7 @@ bench_teardown() {
     trap - EXIT INT TERM
     set +e
     alg_stop >/dev/null 2>&1
+    if [[ -n $LOAD_PID ]]; then stop_pid "$LOAD_PID" >/dev/null 2>&1; fi
     if [[ ${KERNEL_HELPER_ON:-0} == 1 ]]; then lab_kernel_helper off >/dev/null 2>&1; fi
     if declare -F bench_extra_cleanup >/dev/null; then bench_extra_cleanup; fi
     lab_log "tearing down lab $LAB_ID"

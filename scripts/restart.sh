@@ -28,19 +28,10 @@ ROUNDS=${1:-5}
 HOLD_SECS=3
 LOAD_SECS=$((ROUNDS * (HOLD_SECS + 3) + 20))
 
-LOAD_PID=
-bench_extra_cleanup() {
-    if [[ -n $LOAD_PID ]]; then stop_pid "$LOAD_PID" >/dev/null 2>&1 || true; fi
-}
 bench_lab_up "rs$(($$ % 1000000))" restart
 
 alg_start first || exit 2
-nsx "$NS_CL" timeout -k 2 $((LOAD_SECS + 30)) python3 "$HERE/ftp_peers.py" load \
-    --host 203.0.113.10 --port 21 --source 198.51.100.2 --conns 8 --seconds "$LOAD_SECS" \
-    </dev/null >"$RES_DIR/load.log" 2>&1 &
-LOAD_PID=$!
-lab_record load "$LOAD_PID"
-sleep 2
+noop_load_start 8 "$LOAD_SECS"
 
 held=0
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -87,9 +78,7 @@ if alg_start reload; then
     alg_stop
 fi
 
-load_rc=0
-wait "$LOAD_PID" || load_rc=$?
-LOAD_PID=
+noop_load_wait
 lab_log "load: $(tail -n 3 "$RES_DIR/load.log" | tr '\n' ' ')(exit $load_rc)"
 echo "restarts under load: $held/$ROUNDS held; last instance exit $last_rc; survived chain removal: $survived; load exit $load_rc"
 if ((held == ROUNDS && survived == 1 && load_rc == 0)) && [[ $last_rc == 0 ]]; then

@@ -24,10 +24,6 @@ ROUNDS=${1:-3}
 [[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 20)) || lab_die "ROUNDS must be 1-20"
 LOAD_SECS=$((ROUNDS * 3 + 8))
 
-LOAD_PID=
-bench_extra_cleanup() {
-    if [[ -n $LOAD_PID ]]; then stop_pid "$LOAD_PID" >/dev/null 2>&1 || true; fi
-}
 bench_lab_up "up$(($$ % 1000000))" upgrade
 
 # The daemon runs from a copy that the rounds replace.
@@ -43,12 +39,7 @@ readies() { grep -c ready "$LAB_LOGS/alg-first.stdout" || true; }
 
 alg_start first || exit 2
 pid=$ALG_PID
-nsx "$NS_CL" timeout -k 2 $((LOAD_SECS + 30)) python3 "$HERE/ftp_peers.py" load \
-    --host 203.0.113.10 --port 21 --source 198.51.100.2 --conns 8 --seconds "$LOAD_SECS" \
-    </dev/null >"$RES_DIR/load.log" 2>&1 &
-LOAD_PID=$!
-lab_record load "$LOAD_PID"
-sleep 2
+noop_load_start 8 "$LOAD_SECS"
 
 fail=0
 drops0=$(drops)
@@ -75,9 +66,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 drops1=$(drops)
 
-load_rc=0
-wait "$LOAD_PID" || load_rc=$?
-LOAD_PID=
+noop_load_wait
 alg_stop
 after=$(lab_ruleset)
 same=1

@@ -118,7 +118,8 @@ ha_gateway() {
     NS_GW=$(ha_gw "$n") lab_firewall
     # conntrackd's sync traffic on the dedicated link.
     NS_GW=$(ha_gw "$n") ipt4 -t filter -I INPUT 1 -i y0 -p udp --dport 3780 -j ACCEPT
-    nsx "$(ha_gw "$n")" nft -f - <<'NFT'
+    # HA_LABEL_RULE=0 leaves it out (ftp-alg's own table may carry one).
+    [[ ${HA_LABEL_RULE:-1} == 0 ]] || nsx "$(ha_gw "$n")" nft -f - <<'NFT'
 table inet ha_lab {
 	chain labels {
 		type filter hook prerouting priority mangle; policy accept;

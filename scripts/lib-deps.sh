@@ -2,10 +2,11 @@
 # scripts/lib-deps.sh -- install the Debian packages the build and the lab need,
 # only those that are missing. Sourced by scripts/test.sh and scripts/demo.sh.
 
-# What the netns lab uses (scripts/lib-lab.sh) and what building needs.
+# What the netns lab uses (scripts/lib-lab.sh; conntrackd for scripts/ha.sh)
+# and what building needs.
 DEPS_APT_PACKAGES=(
     iproute2 iptables nftables conntrack ethtool tcpdump iputils-ping procps coreutils
-    vsftpd lftp curl python3 systemd
+    vsftpd lftp curl python3 systemd conntrackd
     man-db podman runc
 )
 

@@ -1,0 +1,57 @@
+//! The engine's settings.
+
+use std::time::Duration;
+
+use crate::ftp::plan::Policy;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Server-side TCP ports of control connections.
+    pub control_ports: Vec<u16>,
+    /// What announcements are accepted.
+    pub policy: Policy,
+    /// Longest control line parsed. A longer line is not parsed (it still
+    /// counts as a command or a reply, so replies stay paired), and parsing
+    /// resumes with the next line. RFC 959 sets no limit; vsftpd accepts
+    /// 4096-byte commands, and a long path makes lines that long.
+    /// Announcements themselves never exceed 256 bytes.
+    pub max_line: usize,
+    /// Lifetime of an unused pinhole.
+    pub pinhole_timeout: Duration,
+    /// Pinholes kept per session; a new announcement closes the oldest.
+    pub max_pinholes_per_session: usize,
+    /// A session with no packet for this long is forgotten.
+    pub idle_timeout: Duration,
+    /// How long a closed session is kept to fix up late retransmissions.
+    pub linger: Duration,
+    /// How long the start of a possible announcement may be held while
+    /// its sender keeps retransmitting it (see `ftp::held`: the receiver
+    /// did not acknowledge the bytes taken over); a retransmission after
+    /// this long lets them through untouched.
+    pub hold_limit: Duration,
+    /// A session the server never answered is forgotten after this long
+    /// (conntrack keeps SYN_SENT for 120 s).
+    pub handshake_timeout: Duration,
+    /// Most sessions tracked at once; beyond it new control connections
+    /// are forwarded untouched (and get no help), so a flood of SYNs to
+    /// port 21 cannot exhaust memory.
+    pub max_sessions: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            control_ports: vec![21],
+            policy: Policy::default(),
+            max_line: 4096,
+            pinhole_timeout: Duration::from_secs(30),
+            max_pinholes_per_session: 2,
+            idle_timeout: Duration::from_secs(2 * 3600),
+            linger: Duration::from_secs(30),
+            hold_limit: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(120),
+            max_sessions: 262_144,
+        }
+    }
+}

@@ -49,6 +49,7 @@ impl Flow {
             decision,
         );
     }
+
     /// Acts on what a line of `len` bytes at `at` means; `line` holds its
     /// bytes (only its head for a line over the length limit, which never
     /// announces).

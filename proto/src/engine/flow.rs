@@ -5,8 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use tracing::debug;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::durable::{DirState, Durable, Resume};
 use crate::ftp::held::Hold;
@@ -21,6 +20,7 @@ use super::follow::LineScratch;
 use super::pinholes::{CloseWhy, LivePinhole};
 use super::{Decision, EngineConfig, NatMapping, Persist, Verdict};
 
+/// Which way a segment of a control connection travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Dir {
     ToServer,
@@ -129,6 +129,7 @@ impl Flow {
             closed_at: None,
         }
     }
+
     /// Continues from what an earlier instance stored: both directions'
     /// offsets, parsing from the next line boundary (RFC 959 §4: a reply or
     /// command starts a line), announcements honoured again unless the
@@ -147,6 +148,7 @@ impl Flow {
         }
         self.control = ControlSession::adopted(!stored.unparsed);
     }
+
     /// What a new instance needs to continue this session, addressed by
     /// the connection's original tuple; `None` before the server's public
     /// address is known (no announcement was planned then).
@@ -165,12 +167,14 @@ impl Flow {
             },
         })
     }
+
     pub(super) fn halves(&mut self, dir: Dir) -> (&mut Half, &mut Half) {
         match dir {
             Dir::ToServer => (&mut self.to_server, &mut self.to_client),
             Dir::ToClient => (&mut self.to_client, &mut self.to_server),
         }
     }
+
     pub(super) fn on_segment(
         &mut self,
         now: Instant,
@@ -254,6 +258,7 @@ impl Flow {
         };
         decision
     }
+
     /// FIN from both sides or an RST ends the session: its pinholes close
     /// now, its sequence offsets are kept a little longer for stragglers.
     fn track_close(
@@ -275,6 +280,7 @@ impl Flow {
             decision.close.extend(closed);
         }
     }
+
     pub(super) fn info(&self, now: Instant) -> SessionInfo {
         let state = match (self.closed_at, self.control.phase()) {
             (Some(_), _) => SessionState::Closed,

@@ -129,6 +129,7 @@ impl Flow {
         }
         position
     }
+
     /// Under TLS, follows the record framing of one direction; once both
     /// directions are back in cleartext (after `CCC`), parsing resumes.
     pub(super) fn follow_tls(&mut self, dir: Dir, data_seq: SeqNum, payload: &[u8]) {

@@ -84,6 +84,7 @@ impl Engine {
             full: false,
         }
     }
+
     /// Sets the NAT mapping overrides: pairs of (gateway address, address
     /// to announce instead). For a further NAT beyond this gateway that
     /// conntrack cannot see (a cloud's 1:1 NAT, an ISP router), text sent
@@ -108,6 +109,7 @@ impl Engine {
     pub fn session_count(&self) -> usize {
         self.flows.len()
     }
+
     /// Records the NAT mapping asked for by [`Outcome::NeedNat`]. `None`
     /// means the gateway does not translate the connection.
     pub fn set_nat(&mut self, client: SocketAddr, mapping: Option<NatMapping>) {
@@ -246,6 +248,7 @@ impl Engine {
         decision.close.extend(close);
         Outcome::Done(decision)
     }
+
     /// [`Engine::handle`] with the re-entry rule applied: `lookup(src, dst)`
     /// answers [`Outcome::NeedNat`] on the spot (the conntrack mapping of
     /// the connection whose original tuple is `src -> dst`, `None` when
@@ -341,6 +344,7 @@ impl Engine {
         self.schedule(now + self.cfg.handshake_timeout.min(self.cfg.idle_timeout));
         true
     }
+
     /// Number of live pinholes over all sessions. Every pinhole that
     /// leaves a session is counted as closed or expired, so this is a
     /// difference of counters, not a walk over the sessions.

@@ -85,6 +85,7 @@ impl Flow {
         decision.open.push(opening);
         decision.events.push(Reported::Pinhole { form, opening });
     }
+
     pub(super) fn close_pinholes(
         &mut self,
         why: CloseWhy,

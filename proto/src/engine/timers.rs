@@ -17,6 +17,7 @@ impl Engine {
     pub(super) fn schedule(&mut self, at: Instant) {
         self.next_poll = Some(self.next_poll.map_or(at, |t| t.min(at)));
     }
+
     /// When [`Engine::poll`] is next due: the earliest expiry of a session
     /// or a pinhole, or `None` while nothing is tracked. Calling `poll`
     /// earlier is harmless, later only delays expiry. Cheap: a stored value.

@@ -1,8 +1,8 @@
 //! Pinholes: the exact data connections that the firewall may let through.
 //!
 //! A pinhole is pure data. The engine decides which pinholes to open and
-//! close; the nftables backend ([`crate::nft`]) turns them into set and map
-//! elements of ftp-alg's own table (see [`crate::ruleset`]).
+//! close; the daemon's nftables backend (`ftp_alg::kernel::nft`) turns them into set and map
+//! elements of ftp-alg's own table (see `ftp_alg::rules`).
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -92,7 +92,7 @@ impl NftEvents {
 
 /// Whether a datagram of nf_tables events holds a message that may have
 /// removed something of ftp-alg's: any nf_tables message but the
-/// [`HARMLESS`] ones. Additions count too (a rule replaced in place comes
+/// `HARMLESS` ones. Additions count too (a rule replaced in place comes
 /// as one), at the cost of a check that finds nothing. Pure; a malformed
 /// or truncated datagram is read as far as its headers go.
 pub fn may_remove_ours(datagram: &[u8]) -> bool {

@@ -143,8 +143,13 @@ fn parse_port_arg(body: &[u8], start: usize) -> Option<HostPort> {
     let arg = body.get(start..)?;
     // Tolerate extra spaces between verb and argument.
     let skip = arg.iter().take_while(|&&b| b == b' ').count();
-    let span = start + skip..body.len();
-    let (addr, port) = six_numbers(&body[span.clone()])?;
+    six_numbers_at(body, start + skip..body.len())
+}
+
+/// The `h1,h2,h3,h4,p1,p2` of `PORT` and `227` (RFC 959 §4.1.2) at `span`
+/// of `body`, with the span kept for the rewrite.
+fn six_numbers_at(body: &[u8], span: std::ops::Range<usize>) -> Option<HostPort> {
+    let (addr, port) = six_numbers(body.get(span.clone())?)?;
     Some(HostPort {
         addr: Some(IpAddr::V4(addr)),
         port,
@@ -197,14 +202,7 @@ pub fn parse_227(line: &[u8]) -> Option<HostPort> {
         .iter()
         .take_while(|&&b| b.is_ascii_digit() || b == b',')
         .count();
-    let span = first..first + len;
-    let (addr, port) = six_numbers(&body[span.clone()])?;
-    Some(HostPort {
-        addr: Some(IpAddr::V4(addr)),
-        port,
-        span,
-        delimiter: None,
-    })
+    six_numbers_at(body, first..first + len)
 }
 
 /// Finds the port of a `229` line: `(<d><d><d>port<d>)` (RFC 2428 §3).

@@ -6,7 +6,7 @@
 //! addresses (e.g. the SNAT address and port the server sees). That tells
 //! ftp-alg what to write into PORT/EPRT without any configuration. The
 //! same answer carries the entry's mark and labels, where an earlier
-//! instance may have left the session's state ([`state`],
+//! instance may have left the session's state (`state`,
 //! `docs/durable.md`).
 
 mod state;

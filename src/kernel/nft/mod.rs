@@ -5,7 +5,7 @@
 //! per data connection costs milliseconds; here each pinhole is one
 //! nf_tables batch on a netlink socket, which costs microseconds.
 //!
-//! The element layout is in [`elements`], the batch framing in [`batch`].
+//! The element layout is in `elements`, the batch framing in `batch`.
 
 mod batch;
 mod elements;

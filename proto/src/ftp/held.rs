@@ -47,8 +47,9 @@
 //!
 //! What the takeover costs: while a line is held, the sender believes the
 //! held bytes delivered, so they live only in the engine until the rest
-//! arrives; a daemon restart in that window loses them (a restart loses the
-//! sequence offsets of rewritten sessions anyway). Held lines are bounded
+//! arrives; a crash or an upgrade in that window loses them and stalls that
+//! session (the durable state in conntrack does not carry held lines).
+//! Held lines are bounded
 //! by the announcement length limit, so at most that many bytes per
 //! direction are held.
 

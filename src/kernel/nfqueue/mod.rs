@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
 
 use wire::{Incoming, Request};
 pub use wire::{Packet, Verdict};
@@ -22,6 +23,10 @@ const COPY_RANGE: u32 = 0xffff;
 /// Receive buffer: one datagram holds one packet of up to 64 KiB plus its
 /// attributes, or several small ones.
 const RECV_BUF: usize = 0x10000 + 0x1000;
+
+/// The socket's receive buffer (the kernel doubles it for its own
+/// bookkeeping): room for thousands of queued control packets.
+const RECV_SOCKET_BUFFER: usize = 8 << 20;
 
 /// Why [`NfQueue::recv`] returned no packet.
 #[derive(Debug)]
@@ -81,6 +86,16 @@ impl NfQueue {
         socket.set_cap_ack(true)?;
         // Overruns must be seen: they are counted and logged.
         socket.set_no_enobufs(false)?;
+        // Room in the socket for what the queue may hold: the default
+        // buffer (rmem_default, about 200 KiB) holds about 150 queued
+        // packets, far fewer than the queue's `max_len`; the kernel drops
+        // the rest while the worker is busy (measured: about 5,000 control
+        // packets dropped in a burst of 1,000 sessions). CAP_NET_ADMIN may
+        // go beyond rmem_max; without it the kernel's cap applies.
+        let want = RECV_SOCKET_BUFFER;
+        if setsockopt(&socket, sockopt::RcvBufForce, &want).is_err() {
+            let _ = setsockopt(&socket, sockopt::RcvBuf, &want);
+        }
         let mut q = NfQueue::from_socket(socket, queue);
         let bind = q.request.bind(queue).to_vec();
         q.request_acked(&bind).map_err(|e| {

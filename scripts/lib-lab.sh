@@ -192,6 +192,21 @@ lab_wait_listen() {
     lab_die "nothing listens on $want in $ns after 5 s (see $LAB_STATE/vsftpd-*.out)"
 }
 
+# lab_namespaces: creates every namespace of LAB_ALL_NS (loopback up, no
+# router advertisements, no duplicate address detection), and keeps
+# netfilter off bridged frames in the switch namespace NS_SW.
+lab_namespaces() {
+    local ns
+    for ns in "${LAB_ALL_NS[@]}"; do
+        ip netns add "$ns"
+        nsx "$ns" ip link set lo up
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
+    done
+    nsx "$NS_SW" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+        net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+}
+
 lab_up() {
     lab_preflight
     if lab_exists; then lab_die "lab $LAB_ID already exists (scripts/lab.sh down --id $LAB_ID)"; fi
@@ -209,16 +224,8 @@ lab_up() {
     : >"$LAB_STATE/pids"
     lab_log "building lab $LAB_ID (namespaces ${LAB_PREFIX}*, state $LAB_STATE, logs $LAB_LOGS)"
 
-    local ns
-    for ns in "${LAB_ALL_NS[@]}"; do
-        ip netns add "$ns"
-        nsx "$ns" ip link set lo up
-        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
-            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
-    done
-    # The switch: two bridges, no netfilter on bridged frames.
-    nsx "$NS_SW" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
-        net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+    lab_namespaces
+    # The switch: two bridges.
     nsx "$NS_SW" ip link add name bro type bridge stp_state 0 forward_delay 0
     nsx "$NS_SW" ip link add name brc type bridge stp_state 0 forward_delay 0
     nsx "$NS_SW" ip link set dev bro up

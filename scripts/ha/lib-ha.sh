@@ -68,14 +68,7 @@ ha_flush_neigh() {
 
 ha_topology() {
     local ns n p
-    for ns in "${LAB_ALL_NS[@]}"; do
-        ip netns add "$ns"
-        nsx "$ns" ip link set lo up
-        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
-            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
-    done
-    nsx "$NS_SW" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
-        net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+    lab_namespaces
     for p in brc bro brs; do
         nsx "$NS_SW" ip link add name "$p" type bridge stp_state 0 forward_delay 0
         nsx "$NS_SW" ip link set dev "$p" up

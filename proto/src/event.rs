@@ -76,6 +76,22 @@ pub enum Event {
         /// same range: no new element, one more user of it.
         shared: bool,
     },
+    /// An FTPS session whose server runs on this host got an exact
+    /// pinhole: the one listener its server created while only this
+    /// session had a request in flight (see `engine::listeners`).
+    FtpsExact {
+        /// The pinhole and its lifetime.
+        opening: Opening,
+    },
+    /// New listeners of a local FTPS server could not be tied to one
+    /// session; this session in flight falls back to its `[[ftps]]` range
+    /// (`range`), or gets nothing.
+    FtpsUntied {
+        /// Why no exact pinhole was opened.
+        why: crate::engine::Untied,
+        /// The session holds its `[[ftps]]` range.
+        range: bool,
+    },
     /// The session's range was given back (session end, idle, REIN/QUIT,
     /// cleartext again after `CCC`); removed from the kernel when no other
     /// session uses it.

@@ -46,6 +46,12 @@ pub struct EngineStats {
     pub ranges_opened: u64,
     /// Range elements removed (their last session ended).
     pub ranges_closed: u64,
+    /// Exact pinholes of FTPS sessions whose server runs on this host,
+    /// found from the server's new listener (`engine::listeners`).
+    pub ftps_exact: u64,
+    /// Times a local FTPS session in flight could not be tied to a new
+    /// listener and fell back to its `[[ftps]]` range (or got nothing).
+    pub ftps_fallbacks: u64,
     /// Control segments held back: dropped because they came out of
     /// order, or carrying bytes of a line that may become an announcement,
     /// whose delivery the engine took over (`ftp::held`).

@@ -15,17 +15,24 @@ pub fn announced_addresses(overrides: &[NatOverride]) -> io::Result<Vec<(IpAddr,
     if overrides.is_empty() {
         return Ok(Vec::new());
     }
+    Ok(pair(overrides, interface_addresses()?))
+}
+
+/// Every address of every interface of this host, with its interface's
+/// name (also what tells a local FTPS server, `kernel::local_addrs`).
+pub fn interface_addresses() -> io::Result<Vec<(String, IpAddr)>> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
-    let own = addrs.filter_map(|a| {
-        let sa = a.address?;
-        let ip = if let Some(v4) = sa.as_sockaddr_in() {
-            IpAddr::V4(v4.ip())
-        } else {
-            IpAddr::V6(sa.as_sockaddr_in6()?.ip())
-        };
-        Some((a.interface_name, ip))
-    });
-    Ok(pair(overrides, own))
+    Ok(addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            let ip = if let Some(v4) = sa.as_sockaddr_in() {
+                IpAddr::V4(v4.ip())
+            } else {
+                IpAddr::V6(sa.as_sockaddr_in6()?.ip())
+            };
+            Some((a.interface_name, ip))
+        })
+        .collect())
 }
 
 /// Pairs every address of an overridden interface with that interface's

@@ -1,6 +1,7 @@
-//! The NETLINK_NETFILTER socket plumbing shared by the nf_tables pinhole
-//! backend ([`crate::kernel::nft`]) and the conntrack lookups
-//! ([`crate::kernel::conntrack`]): a socket connected to the kernel with a bounded
+//! The netlink socket plumbing shared by the nf_tables pinhole
+//! backend ([`crate::kernel::nft`]), the conntrack lookups
+//! ([`crate::kernel::conntrack`]) and the socket diagnostics
+//! ([`crate::kernel::sock_diag`]): a socket connected to the kernel with a bounded
 //! receive wait, send and receive that survive the daemon's wake-up
 //! signals, and kernel errors that keep their errno.
 
@@ -26,7 +27,13 @@ pub(crate) fn invalid_data(e: netlink_packet_core::DecodeError) -> io::Error {
 /// A NETLINK_NETFILTER socket connected to the kernel, with a bounded
 /// receive wait.
 pub(crate) fn open_socket() -> io::Result<Socket> {
-    let socket = Socket::new(NETLINK_NETFILTER)?;
+    open_socket_of(NETLINK_NETFILTER)
+}
+
+/// A netlink socket of `protocol` connected to the kernel, with a bounded
+/// receive wait.
+pub(crate) fn open_socket_of(protocol: isize) -> io::Result<Socket> {
+    let socket = Socket::new(protocol)?;
     // Connecting to the kernel (port 0) binds an automatic port and drops
     // anything that does not come from the kernel.
     socket.connect(&SocketAddr::new(0, 0))?;

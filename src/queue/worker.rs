@@ -13,12 +13,12 @@
 //! the housekeeper's ([`super::housekeeping`]).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ftp_alg_proto::durable::LabelLayout;
-use ftp_alg_proto::engine::{Decision, Engine, Lookup, NatMapping, Persist, Verdict};
+use ftp_alg_proto::engine::{Decision, Engine, Listener, Lookup, NatMapping, Persist, Verdict};
 use tracing::{debug, error, warn};
 
 use super::core::{lock, Core, SharedCore};
@@ -26,8 +26,10 @@ use super::housekeeping::Housekeeper;
 use super::watchdog::Heartbeat;
 use crate::config::DurableConfig;
 use crate::kernel::conntrack::{Conntrack, CtEntry, StateUpdate};
+use crate::kernel::local_addrs::LocalAddresses;
 use crate::kernel::nfqueue::{self, NfQueue, Packet, RecvError};
 use crate::kernel::nft::NftPinholes;
+use crate::kernel::sock_diag::SockDiag;
 use crate::telemetry;
 
 /// Packets the kernel may hold for ftp-alg before it drops.
@@ -48,6 +50,11 @@ pub struct Worker {
     last_packet: Option<Instant>,
     heartbeat: Arc<Heartbeat>,
     durable: Option<DurableMarks>,
+    /// This host's addresses: a session to one of them is a local server's.
+    local: LocalAddresses,
+    /// Listeners of local FTPS servers; `None` when the socket could not
+    /// be opened (their sessions then fall back, see `engine::listeners`).
+    sock_diag: Option<SockDiag>,
 }
 
 /// Where session state goes in conntrack (`docs/durable.md`).
@@ -109,6 +116,10 @@ impl Worker {
             last_packet: None,
             heartbeat: Heartbeat::shared(),
             durable: None,
+            local: LocalAddresses::default(),
+            sock_diag: SockDiag::open()
+                .inspect_err(|e| warn!(error = %e, "socket diagnostics unavailable: local FTPS servers get their [[ftps]] range only"))
+                .ok(),
         })
     }
 
@@ -283,12 +294,26 @@ impl Worker {
     /// The engine's decision. A session's first packet waits for its NAT
     /// mapping under the lock: once per session, and the packet may not
     /// leave before the engine has seen it anyway.
+    /// A local FTPS server's reply also waits for one listing of the
+    /// server's listeners (see `kernel::sock_diag` for its cost).
     fn decide(&mut self, now: Instant, packet: &[u8]) -> Decision {
         let conntrack = &mut self.conntrack;
         let durable = self.durable;
-        lock(&self.core)
-            .engine
-            .handle_lookup(now, packet, |src, dst| lookup(conntrack, durable, src, dst))
+        let local = &mut self.local;
+        let sock_diag = &mut self.sock_diag;
+        lock(&self.core).engine.handle_queries(
+            now,
+            packet,
+            |src, dst| {
+                let found = lookup(conntrack, durable, src, dst);
+                let server = found.nat.map_or(dst.ip(), |n| n.server_real.ip());
+                Lookup {
+                    server_local: local.contains(server, now),
+                    ..found
+                }
+            },
+            |server| listeners(sock_diag.as_mut(), server),
+        )
     }
 }
 
@@ -318,6 +343,7 @@ fn lookup(
             }),
             stored: durable.and_then(|d| stored_state(d, &e)),
             server_public: Some(e.tuples.orig_dst),
+            server_local: false,
         },
         Ok(None) => {
             debug!(%src, %dst, "no conntrack entry: control connection taken as untranslated");
@@ -326,6 +352,18 @@ fn lookup(
         Err(e) => {
             warn!(%src, %dst, error = %e, "conntrack lookup failed: control connection taken as untranslated");
             Lookup::default()
+        }
+    }
+}
+
+/// The listeners bound to `server`; `None` (the engine falls back) when
+/// they cannot be read.
+fn listeners(sock_diag: Option<&mut SockDiag>, server: IpAddr) -> Option<Vec<Listener>> {
+    match sock_diag?.listeners(server) {
+        Ok(listed) => Some(listed),
+        Err(e) => {
+            warn!(%server, error = %e, "listeners of the local FTPS server not read");
+            None
         }
     }
 }

@@ -140,7 +140,7 @@ impl Flow {
                                 decision.persist = self.persist();
                             }
                         }
-                        self.add_pinhole(now, form, plan.pinhole, shared, decision);
+                        self.add_pinhole(now, Some(form), plan.pinhole, shared, decision);
                     }
                     Err(why) => {
                         shared.stats.refusals.add(why);
@@ -156,7 +156,7 @@ impl Flow {
                 let last = self
                     .pinholes
                     .iter()
-                    .rposition(|p| matches!(p.form, Form::Port | Form::Eprt));
+                    .rposition(|p| matches!(p.form, Some(Form::Port | Form::Eprt)));
                 if let Some(i) = last.and_then(|i| self.pinholes.remove(i)) {
                     release(client, &i.pinhole, CloseWhy::RefusedByServer, shared);
                     decision.close.push(i.pinhole);

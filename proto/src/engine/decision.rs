@@ -2,7 +2,7 @@
 //! open and close, and the questions it asks its caller (the NAT mapping
 //! and stored state of a connection).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::durable::Durable;
@@ -31,6 +31,10 @@ pub struct Lookup {
     /// The entry's original destination (the server as the client
     /// addresses it), needed when the question came from a server's packet.
     pub server_public: Option<SocketAddr>,
+    /// The server (its real address) is one of this host's own: under TLS
+    /// its data ports are found from its listeners (see
+    /// [`Outcome::NeedListeners`]).
+    pub server_local: bool,
 }
 
 /// Session state to store in the control connection's conntrack entry
@@ -150,6 +154,17 @@ pub enum Outcome {
         /// Original destination (the server as the client addresses it),
         /// or the reply source when asked from a server's packet.
         dst: SocketAddr,
+    },
+    /// List the TCP sockets in LISTEN bound to exactly `server` on this
+    /// host (for IPv4 also `::ffff:server` on IPv6 sockets; not wildcard
+    /// ones), give them to
+    /// [`Engine::set_listeners`](super::Engine::set_listeners), then handle
+    /// the packet again. Asked only for a local FTPS server's packet that
+    /// answers a request (see `engine::listeners`), before anything of the
+    /// packet is recorded; the packet must not be released in between.
+    NeedListeners {
+        /// The server's own address.
+        server: IpAddr,
     },
     /// The decision for the packet.
     Done(Decision),

@@ -93,6 +93,15 @@ pub(super) struct Flow {
     pub(super) range_pending: bool,
     /// The FTPS range this session holds, with its `[[ftps]]` entry.
     pub(super) range: Option<(usize, RangePinhole)>,
+    /// The server runs on this host (the daemon's lookup says so): under
+    /// TLS its data ports are found from its listeners (`engine::listeners`).
+    pub(super) local: bool,
+    /// A local session's client sent something the server has not
+    /// answered yet.
+    pub(super) in_flight: bool,
+    /// A local session whose listener could not be tied to it: it uses its
+    /// `[[ftps]]` range like a remote server's session.
+    pub(super) range_fallback: bool,
 }
 
 /// Shared state of all flows that a flow's processing may touch.
@@ -141,6 +150,9 @@ impl Flow {
             implicit: false,
             range_pending: false,
             range: None,
+            local: false,
+            in_flight: false,
+            range_fallback: false,
         }
     }
 

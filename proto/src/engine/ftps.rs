@@ -44,6 +44,12 @@ impl Flow {
         if self.range.is_some() {
             return;
         }
+        if self.local && !self.range_fallback {
+            // Exact pinholes from the server's own listeners instead
+            // (`engine::listeners`); the range only when they fail.
+            debug!(client = %self.client, "FTPS server on this host: data ports found from its listeners");
+            return;
+        }
         if shared.cfg.ftps.is_empty() {
             debug!(client = %self.client, "control session is encrypted; no [[ftps]] configured, nothing opened");
             return;

@@ -39,6 +39,7 @@ mod fixup;
 mod flow;
 mod follow;
 mod ftps;
+mod listeners;
 mod pinholes;
 mod ranges;
 mod timers;
@@ -47,9 +48,11 @@ pub use config::EngineConfig;
 pub use decision::{
     Closing, Decision, Lookup, NatMapping, Opening, Outcome, Persist, RangeOpening, Verdict,
 };
+pub use listeners::{Listener, Untied};
 
 use flow::{Dir, Flow, Shared};
 use follow::LineScratch;
+use listeners::Listings;
 use pinholes::CloseWhy;
 use ranges::Ranges;
 
@@ -61,6 +64,8 @@ pub struct Engine {
     dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
     /// Live FTPS ranges, shared by the sessions of one client and server.
     ranges: Ranges,
+    /// Listeners of local FTPS servers, as last listed.
+    listings: Listings,
     stats: EngineStats,
     announced: Vec<(IpAddr, IpAddr)>,
     /// Lines completed by the packet being handled, reused from packet
@@ -84,6 +89,7 @@ impl Engine {
             flows: HashMap::new(),
             dnat_in_use: HashSet::new(),
             ranges: Ranges::default(),
+            listings: Listings::default(),
             stats: EngineStats::default(),
             announced: Vec::new(),
             lines: LineScratch::default(),
@@ -159,6 +165,7 @@ impl Engine {
                       server_real = %mapping.server_real, "control session is translated");
             }
             flow.nat = Some(mapping);
+            flow.local = found.server_local;
         }
     }
 
@@ -171,8 +178,10 @@ impl Engine {
     /// call never asks again for the same connection (`set_nat` records a
     /// mapping even when there is none). The packet must not be released
     /// in between: it may carry an announcement whose pinhole is not open
-    /// yet.
+    /// yet. [`Outcome::NeedListeners`] follows the same rule with
+    /// [`Engine::set_listeners`]; an answer is good for the next call only.
     pub fn handle(&mut self, now: Instant, packet: &[u8]) -> Outcome {
+        let listed = self.listings.take_answer();
         let seg = match TcpSegment::parse(packet) {
             Ok(seg) => seg,
             Err(why) => {
@@ -224,6 +233,11 @@ impl Engine {
                 dst: seg.src,
             };
         }
+        let has_payload = !seg.payload(packet).is_empty();
+        let listing = match Listings::consult(listed, flow, dir, has_payload) {
+            Ok(listing) => listing,
+            Err(server) => return Outcome::NeedListeners { server },
+        };
         let mut shared = Shared {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
@@ -256,6 +270,9 @@ impl Engine {
         }
         decision.close.extend(close.pinholes);
         decision.close_ranges.extend(close.ranges);
+        if let Some(listing) = listing {
+            self.attribute(now, client, listing, &mut decision);
+        }
         Outcome::Done(decision)
     }
 
@@ -278,29 +295,41 @@ impl Engine {
     }
 
     /// [`Engine::handle_with`] for a lookup that also reads stored session
-    /// state (see [`Engine::set_lookup`]).
+    /// state (see [`Engine::set_lookup`]). A caller whose lookups never
+    /// say [`Lookup::server_local`] is never asked for listeners.
     pub fn handle_lookup(
         &mut self,
         now: Instant,
         packet: &[u8],
-        mut lookup: impl FnMut(SocketAddr, SocketAddr) -> Lookup,
+        lookup: impl FnMut(SocketAddr, SocketAddr) -> Lookup,
     ) -> Decision {
-        match self.handle(now, packet) {
-            Outcome::Done(decision) => decision,
-            Outcome::NeedNat { src, dst } => {
-                self.set_lookup(src, lookup(src, dst));
-                match self.handle(now, packet) {
-                    Outcome::Done(decision) => decision,
-                    // set_nat recorded a mapping, so this cannot happen; if
-                    // it ever did, forwarding untouched opens nothing. The
-                    // fuzzers and tests run with debug assertions.
-                    Outcome::NeedNat { .. } => {
-                        debug_assert!(false, "NeedNat again after set_nat");
-                        Decision::accept()
-                    }
-                }
+        self.handle_queries(now, packet, lookup, |_| None)
+    }
+
+    /// [`Engine::handle_lookup`] that also answers
+    /// [`Outcome::NeedListeners`] on the spot: `listeners(server)` lists
+    /// the TCP listeners bound to `server` (`None` when they cannot be
+    /// read). What the daemon uses.
+    pub fn handle_queries(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        mut lookup: impl FnMut(SocketAddr, SocketAddr) -> Lookup,
+        mut listeners: impl FnMut(IpAddr) -> Option<Vec<Listener>>,
+    ) -> Decision {
+        // A packet asks at most for its NAT mapping and then for one
+        // listing: each answer is recorded before it is handled again.
+        for _ in 0..3 {
+            match self.handle(now, packet) {
+                Outcome::Done(decision) => return decision,
+                Outcome::NeedNat { src, dst } => self.set_lookup(src, lookup(src, dst)),
+                Outcome::NeedListeners { server } => self.set_listeners(server, listeners(server)),
             }
         }
+        // Cannot happen; if it ever did, forwarding untouched opens
+        // nothing. The fuzzers and tests run with debug assertions.
+        debug_assert!(false, "asked again after an answer");
+        Decision::accept()
     }
 
     /// Starts following `client`'s control connection: a new one when the

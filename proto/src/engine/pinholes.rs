@@ -17,7 +17,9 @@ use super::{Decision, Opening};
 #[derive(Debug)]
 pub(super) struct LivePinhole {
     pub(super) pinhole: Pinhole,
-    pub(super) form: Form,
+    /// The form that announced it; `None` for an FTPS session's exact
+    /// pinhole, found from the server's listener (its reply is encrypted).
+    pub(super) form: Option<Form>,
     pub(super) expires: Instant,
 }
 
@@ -64,7 +66,7 @@ impl Flow {
     pub(super) fn add_pinhole(
         &mut self,
         now: Instant,
-        form: Form,
+        form: Option<Form>,
         pinhole: Pinhole,
         shared: &mut Shared<'_>,
         decision: &mut Decision,
@@ -87,7 +89,10 @@ impl Flow {
         });
         let opening = Opening { pinhole, lifetime };
         decision.open.push(opening);
-        decision.events.push(Reported::Pinhole { form, opening });
+        decision.events.push(match form {
+            Some(form) => Reported::Pinhole { form, opening },
+            None => Reported::FtpsExact { opening },
+        });
     }
 
     pub(super) fn close_pinholes(

@@ -238,6 +238,7 @@ impl Sim {
                 nat: Some(m),
                 stored,
                 server_public: Some(server_public),
+                server_local: false,
             }
         });
         if let Some(p) = d.persist {

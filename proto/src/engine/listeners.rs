@@ -215,7 +215,7 @@ impl Flow {
 }
 
 /// Whether a pinhole to `server`:`port` may be opened from a listener:
-/// unprivileged (unless allowed), not a control port, not the data port a
+/// unprivileged (unless allowed), not a control port, not a data port a
 /// cleartext session announced (that one is its own), and inside the
 /// `[[ftps]]` range when the server has one.
 fn eligible(
@@ -239,9 +239,13 @@ fn eligible(
         let (dst, dport) = p.dnat.map_or((p.dst, p.dport), |d| (d.ip(), d.port()));
         dst == server && dport == port
     };
-    !flows
-        .values()
-        .any(|f| f.pinholes.iter().any(|live| announced(&live.pinhole)))
+    // Only ports read from cleartext text count: a port tied earlier to
+    // an FTPS session may have a new socket now, for another request.
+    !flows.values().any(|f| {
+        f.pinholes
+            .iter()
+            .any(|live| live.form.is_some() && announced(&live.pinhole))
+    })
 }
 
 impl Engine {

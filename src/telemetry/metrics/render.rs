@@ -105,6 +105,18 @@ pub fn render(p: &Published) -> String {
     );
     counter(
         &mut out,
+        "ftps_exact_pinholes_total",
+        "Exact pinholes of FTPS sessions to a server on this host, found from the server's new listener.",
+        e.ftps_exact,
+    );
+    counter(
+        &mut out,
+        "ftps_fallbacks_total",
+        "Local FTPS sessions whose server's new listener could not be tied to them (their [[ftps]] range is used, or nothing).",
+        e.ftps_fallbacks,
+    );
+    counter(
+        &mut out,
         "segments_held_total",
         "Control segments dropped on purpose (out of order or held back).",
         e.segments_held,
@@ -214,6 +226,8 @@ pub(crate) mod tests {
             p.engine.refusals.add(Reason::ThirdPartyAddress);
         }
         p.engine.tls_sessions = 1;
+        p.engine.ftps_exact = 4;
+        p.engine.ftps_fallbacks = 1;
         p.engine.segments_held = 9;
         p.shell.packets = 1000;
         p.shell.packets_modified = 12;
@@ -269,6 +283,8 @@ pub(crate) mod tests {
             "ftp_alg_refusals_total{reason=\"third_party_address\"} 6",
             "ftp_alg_refusals_total{reason=\"nul_byte\"} 0",
             "ftp_alg_tls_sessions_total 1",
+            "ftp_alg_ftps_exact_pinholes_total 4",
+            "ftp_alg_ftps_fallbacks_total 1",
             "ftp_alg_segments_held_total 9",
             "ftp_alg_packets_total 1000",
             "ftp_alg_packets_modified_total 12",

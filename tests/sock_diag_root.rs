@@ -43,10 +43,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A namespace with 192.0.2.10, 192.0.2.11 and 2001:db8::10 on a dummy
-/// interface.
-fn lab() -> Netns {
-    let ns = Netns::new("fx-sd", "dump");
+/// A namespace `fx-sd-<tag>-<pid>` with 192.0.2.10, 192.0.2.11 and
+/// 2001:db8::10 on a dummy interface.
+fn lab(tag: &str) -> Netns {
+    let ns = Netns::new("fx-sd", tag);
     ns.sh("ip link add d0 type dummy && ip link set d0 up && \
          ip addr add 192.0.2.10/24 dev d0 && ip addr add 192.0.2.11/24 dev d0 && \
          ip -6 addr add 2001:db8::10/64 dev d0 nodad");
@@ -123,7 +123,7 @@ fn unprivileged<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
 
 #[test]
 fn listeners_of_another_user_are_dumped_without_any_capability() {
-    let ns = lab();
+    let ns = lab("nocap");
     let specs: Vec<String> = [
         "192.0.2.10,50001",
         "192.0.2.10,50002",
@@ -156,7 +156,7 @@ fn listeners_of_another_user_are_dumped_without_any_capability() {
 
 #[test]
 fn a_new_listener_shows_with_a_new_inode() {
-    let ns = lab();
+    let ns = lab("inode");
     let first = listen(&ns, &["192.0.2.10,50001".to_string()]);
     let mut diag = {
         let _in = ns.enter();
@@ -190,7 +190,7 @@ fn cost(diag: &mut SockDiag, addr: IpAddr, want: usize, rounds: usize) -> (u128,
 
 #[test]
 fn cost_of_one_query_with_10_and_1000_listeners() {
-    let ns = lab();
+    let ns = lab("cost");
     let ten: Vec<String> = (0..10)
         .map(|i| format!("192.0.2.10,{}", 40000 + i))
         .collect();

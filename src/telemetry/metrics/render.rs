@@ -381,7 +381,7 @@ pub(crate) mod tests {
                 assert!(value.parse::<f64>().is_ok(), "bad value in {l:?}");
             }
         }
-        assert_eq!(seen.len(), 20);
+        assert_eq!(seen.len(), 22);
         assert!(text.ends_with('\n'));
     }
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """scripts/ftp_peers.py -- scripted FTP clients for the lab benchmarks.
 
-Driven by scripts/bench-latency.sh and scripts/scale.sh (which build the lab
-with scripts/lib-lab.sh and run this file inside its namespaces with
-`ip netns exec`). Python 3 standard library only.
+Driven by scripts/bench-latency.sh, scripts/scale.sh and scripts/ftps.sh
+(which build the lab with scripts/lib-lab.sh and run this file inside its
+namespaces with `ip netns exec`). Python 3 standard library only.
 
     ftp_peers.py latency --host H [--port 21] --n N [--warmup W] --out FILE
         One control connection (TCP_NODELAY): greeting, anonymous login, W
@@ -40,6 +40,24 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
 
     ftp_peers.py nft-elements < `nft -j list set ...`
         Prints how many elements the set holds.
+
+    ftp_peers.py tls-hold --host H [--port 21] --sync DIR --sha256 HEX
+        One explicit-TLS session (RFC 4217: AUTH TLS, PBSZ 0, PROT P,
+        anonymous login, TYPE I, PASV) that then waits, so that a script can
+        probe the data ports while the session lives: prints "held PORT" and
+        writes DIR/held; on DIR/xfer it connects to PORT, RETRs small.bin
+        over TLS and prints "transfer ok" (sha256 HEX) or "transfer FAIL
+        ..." (then DIR/xferred); on DIR/quit it sends QUIT and prints
+        "quit" (then DIR/quitted). Each wait is bounded by --hold-timeout.
+
+    ftp_peers.py probe --host H --port P [--source ADDR] [--timeout S]
+        One TCP connect; prints "open" (connected), "refused" (RST: the port
+        was reached, nothing listens) or "timeout" (dropped on the way).
+
+    ftp_peers.py listen --host H --port P [--seconds S]
+        A spare listener (a port of a passive range no FTP server opened):
+        prints "listening", then answers every connection with one line
+        until S seconds have passed.
 """
 
 import argparse
@@ -529,6 +547,121 @@ def cmd_nft_elements(_a):
     return 0
 
 
+# ------------------------------------------------------------------- ftps ---
+
+
+def _wait_file(path, timeout):
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _touch(path):
+    with open(path, "w"):
+        pass
+
+
+def cmd_tls_hold(a):
+    import ftplib
+    import ssl
+
+    # A lab certificate made by the test: nothing to verify it against.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(context=ctx, timeout=a.step_timeout)
+    f.connect(a.host, a.port)
+    f.auth()
+    f.login()
+    f.prot_p()
+    f.voidcmd("TYPE I")
+    host, port = ftplib.parse227(f.sendcmd("PASV"))
+    print("held", port, flush=True)
+    _touch(os.path.join(a.sync, "held"))
+    if not _wait_file(os.path.join(a.sync, "xfer"), a.hold_timeout):
+        print("no xfer signal", flush=True)
+        return 3
+    try:
+        raw = socket.create_connection((host, port), timeout=a.step_timeout)
+        f.putcmd("RETR small.bin")
+        resp = f.getresp()
+        if not resp.startswith("150"):
+            raise ftplib.error_reply(resp)
+        conn = ctx.wrap_socket(raw, server_hostname=host, session=f.sock.session)
+        h = hashlib.sha256()
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            h.update(b)
+        conn.close()
+        f.voidresp()
+        got = h.hexdigest()
+        if got == a.sha256:
+            print("transfer ok", flush=True)
+        else:
+            print("transfer FAIL sha256", got, flush=True)
+    except (OSError, ftplib.Error) as e:
+        print("transfer FAIL", e, flush=True)
+    _touch(os.path.join(a.sync, "xferred"))
+    if not _wait_file(os.path.join(a.sync, "quit"), a.hold_timeout):
+        print("no quit signal", flush=True)
+        return 3
+    f.quit()
+    f.close()
+    print("quit", flush=True)
+    _touch(os.path.join(a.sync, "quitted"))
+    return 0
+
+
+def cmd_probe(a):
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(a.timeout)
+    if a.source:
+        s.bind((a.source, 0))
+    try:
+        s.connect((a.host, a.port))
+        print("open")
+    except ConnectionRefusedError:
+        print("refused")
+    except (socket.timeout, TimeoutError):
+        print("timeout")
+    except OSError as e:
+        print("error", e.errno)
+    finally:
+        s.close()
+    return 0
+
+
+def cmd_listen(a):
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.host, a.port))
+    s.listen(16)
+    print("listening", flush=True)
+    end = time.monotonic() + a.seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return 0
+        s.settimeout(left)
+        try:
+            c, peer = s.accept()
+        except (socket.timeout, TimeoutError):
+            return 0
+        print("connection from", peer[0], flush=True)
+        try:
+            c.sendall(b"spare listener\r\n")
+        except OSError:
+            pass
+        c.close()
+
+
 # --------------------------------------------------------------------- main ---
 
 
@@ -584,6 +717,28 @@ def main():
 
     q = sub.add_parser("nft-elements")
     q.set_defaults(fn=cmd_nft_elements)
+
+    q = sub.add_parser("tls-hold")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--sync", required=True, help="directory for the held/xfer/quit handshake")
+    q.add_argument("--sha256", required=True, help="of small.bin")
+    q.add_argument("--step-timeout", type=float, default=10.0)
+    q.add_argument("--hold-timeout", type=float, default=60.0)
+    q.set_defaults(fn=cmd_tls_hold)
+
+    q = sub.add_parser("probe")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--source")
+    q.add_argument("--timeout", type=float, default=2.0)
+    q.set_defaults(fn=cmd_probe)
+
+    q = sub.add_parser("listen")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--seconds", type=float, default=300)
+    q.set_defaults(fn=cmd_listen)
 
     a = p.parse_args()
     sys.exit(a.fn(a))

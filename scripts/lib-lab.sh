@@ -3,7 +3,7 @@
 #
 # Sourced by scripts/lab.sh, scripts/bench-sessions.sh and scripts/demo.sh.
 # Everything here runs as root and touches only namespaces named
-# "fa-lab-<ID>-*" that it created itself, addresses from the documentation
+# "fa-lab-<ID>-*" (LAB_NS_BASE replaces "fa-lab-") that it created itself, addresses from the documentation
 # ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
 # processes it started (ended by PID, or found with `ip netns pids` inside its
 # own namespaces). Every wait is bounded in count and time.
@@ -43,7 +43,9 @@ lab_die() {
 lab_names() {
     LAB_ID=$1
     [[ $LAB_ID =~ ^[A-Za-z0-9]{1,8}$ ]] || lab_die "lab id must be 1-8 letters/digits, got '$LAB_ID'"
-    LAB_PREFIX="fa-lab-$LAB_ID-"
+    # LAB_NS_BASE: the namespaces' name prefix (a lab run next to other
+    # people's labs on one machine may need its own).
+    LAB_PREFIX="${LAB_NS_BASE:-fa-lab-}$LAB_ID-"
     NS_GW=${LAB_PREFIX}gw
     NS_SW=${LAB_PREFIX}sw
     NS_CL=${LAB_PREFIX}cl
@@ -66,9 +68,15 @@ nsx() {
     ip netns exec "$ns" "$@"
 }
 
+# LAB_FW_NS: the namespace whose firewall the helpers below (ipt4/ipt6,
+# lab_ruleset, invalid_count, lab_kernel_helper, conntrack, alg_start) act
+# on: the gateway unless a script puts a server's own host in its place
+# (host mode: ftp-alg --paths local on the FTP server).
+fw_ns() { echo "${LAB_FW_NS:-$NS_GW}"; }
+
 # iptables-nft explicitly: the lab must never create legacy xtables rules.
-ipt4() { nsx "$NS_GW" iptables-nft -w 5 "$@"; }
-ipt6() { nsx "$NS_GW" ip6tables-nft -w 5 "$@"; }
+ipt4() { nsx "$(fw_ns)" iptables-nft -w 5 "$@"; }
+ipt6() { nsx "$(fw_ns)" ip6tables-nft -w 5 "$@"; }
 
 lab_exists() { [[ -e /run/netns/$NS_GW ]]; }
 
@@ -84,7 +92,7 @@ lab_preflight() {
         lab_log "warning: 'iptables' is not the nf_tables variant ($(iptables -V 2>&1)); the lab uses iptables-nft explicitly"
     fi
     # Can we create a namespace at all?
-    local probe="fa-lab-probe$$"
+    local probe="${LAB_NS_BASE:-fa-lab-}probe$$"
     ip netns add "$probe" 2>/dev/null || lab_die "cannot create network namespaces (ip netns add failed): root and netns support are required"
     ip netns del "$probe"
 }
@@ -287,12 +295,16 @@ lab_up() {
         chown "$user" "$LAB_STATE/srv-$srv/root/up"
         chmod 755 "$LAB_STATE/srv-$srv/root/up"
     done
-    lab_vsftpd so4 "$NS_SO" "$LAB_STATE/srv-so/root" listen=YES listen_ipv6=NO listen_address=203.0.113.10
-    lab_vsftpd so6 "$NS_SO" "$LAB_STATE/srv-so/root" listen=NO listen_ipv6=YES listen_address6=2001:db8:2::10
-    lab_vsftpd si4 "$NS_SI" "$LAB_STATE/srv-si/root" listen=YES listen_ipv6=NO listen_address=192.0.2.10
-    lab_wait_listen "$NS_SO" 203.0.113.10:21
-    lab_wait_listen "$NS_SO" "[2001:db8:2::10]:21"
-    lab_wait_listen "$NS_SI" 192.0.2.10:21
+    # LAB_NO_SERVERS=1: the plain vsftpds stay off (a script that runs
+    # servers of its own on these addresses, e.g. scripts/ftps.sh).
+    if [[ ${LAB_NO_SERVERS:-0} != 1 ]]; then
+        lab_vsftpd so4 "$NS_SO" "$LAB_STATE/srv-so/root" listen=YES listen_ipv6=NO listen_address=203.0.113.10
+        lab_vsftpd so6 "$NS_SO" "$LAB_STATE/srv-so/root" listen=NO listen_ipv6=YES listen_address6=2001:db8:2::10
+        lab_vsftpd si4 "$NS_SI" "$LAB_STATE/srv-si/root" listen=YES listen_ipv6=NO listen_address=192.0.2.10
+        lab_wait_listen "$NS_SO" 203.0.113.10:21
+        lab_wait_listen "$NS_SO" "[2001:db8:2::10]:21"
+        lab_wait_listen "$NS_SI" 192.0.2.10:21
+    fi
 
     # Reachability of the gateway itself (ICMP to the gateway is allowed).
     local pair
@@ -365,8 +377,8 @@ none_wait_servers() {
 }
 
 lab_flush_conntrack() {
-    nsx "$NS_GW" conntrack -F >/dev/null 2>&1 || true
-    nsx "$NS_GW" conntrack -F expect >/dev/null 2>&1 || true
+    nsx "$(fw_ns)" conntrack -F >/dev/null 2>&1 || true
+    nsx "$(fw_ns)" conntrack -F expect >/dev/null 2>&1 || true
 }
 
 # ----------------------------------------------------------------- down ---
@@ -437,7 +449,7 @@ lab_pcap_stop() {
 ALG_PID=
 alg_bin() { echo "${FTP_ALG_BIN:-$LAB_REPO/target/release/ftp-alg}"; }
 
-# alg_start TAG: start the daemon in the gateway, wait for "ready" (15 s).
+# alg_start TAG: start the daemon in the gateway (fw_ns), wait for "ready" (15 s).
 # ALG_EXTRA_CONFIG: TOML lines appended to the lab's configuration.
 alg_start() {
     local tag=$1 bin i
@@ -453,7 +465,7 @@ alg_start() {
     ALG_METRICS="127.0.0.1:9721"
     printf 'metrics_address = "%s"\nstatus_socket = "%s"\n%s' "$ALG_METRICS" "$ALG_STATUS_SOCKET" "${ALG_EXTRA_CONFIG:-}" >"$ALG_CONFIG"
     # shellcheck disable=SC2086
-    ip netns exec "$NS_GW" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run --config $ALG_CONFIG} </dev/null >"$out" 2>"$err" &
+    ip netns exec "$(fw_ns)" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$bin" ${FTP_ALG_ARGS:-run --config $ALG_CONFIG} </dev/null >"$out" 2>"$err" &
     ALG_PID=$!
     lab_record ftp-alg "$ALG_PID"
     for ((i = 0; i < ${ALG_READY_TIMEOUT:-15} * 10; i++)); do
@@ -531,12 +543,12 @@ alg_observability_check() {
     return 0
 }
 
-lab_ruleset() { nsx "$NS_GW" nft -s list ruleset 2>/dev/null; }
+lab_ruleset() { nsx "$(fw_ns)" nft -s list ruleset 2>/dev/null; }
 
 # lab_queue_packets: "QUEUE:PACKETS ..." for every queue bound in the
 # gateway (the kernel's count: the id of the last packet handed out).
 # shellcheck disable=SC2016 # awk's own $ fields
-lab_queue_packets() { nsx "$NS_GW" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue; }
+lab_queue_packets() { nsx "$(fw_ns)" awk '{ printf "%s%s:%s", sep, $1, $8; sep = " " }' /proc/net/netfilter/nfnetlink_queue; }
 
 # lab_ruleset_by_table: the same, tables sorted by name (restoring a table
 # with iptables-restore moves it to the end of the listing).
@@ -550,8 +562,8 @@ lab_ruleset_by_table() {
 invalid_count() {
     local t=ipt4 n=0
     [[ $1 == 6 ]] && t=ipt6
-    if [[ $2 == FORWARD ]] && nsx "$NS_GW" nft list chain inet lab_fw forward >/dev/null 2>&1; then
-        n=$(nsx "$NS_GW" nft list chain inet lab_fw forward |
+    if [[ $2 == FORWARD ]] && nsx "$(fw_ns)" nft list chain inet lab_fw forward >/dev/null 2>&1; then
+        n=$(nsx "$(fw_ns)" nft list chain inet lab_fw forward |
             awk -v f="$1" '$0 ~ "nfproto ipv" f " ct state invalid counter" { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }')
     fi
     $t -t filter -L "$2" -v -n -x | awk -v n="$n" '/ctstate INVALID/ && $3 == "DROP" { s += $1 } END { print s + n }'
@@ -693,6 +705,14 @@ path_info() {
     cs-so4) P_NS=$NS_CS P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.222 -> 203.0.113.10, SNAT to .1 (-3)" ;;
     co-si4) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to 192.0.2.10" ;;
     cl-so6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=so P_DESC="2001:db8:1::2 -> 2001:db8:2::10, no NAT" ;;
+    # FTPS (scripts/ftps.sh): vsftpd on 203.0.113.10 (21 explicit, 990
+    # implicit), proftpd on 203.0.113.11 (21 explicit), through the
+    # gateway, behind its DNAT, and straight to the server's own host.
+    cl-sov) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.2 -> vsftpd 203.0.113.10, through the gateway (SNAT)" ;;
+    cl-sop) P_NS=$NS_CL P_HOST=203.0.113.11 P_SRV=so P_DESC="198.51.100.2 -> proftpd 203.0.113.11, through the gateway (SNAT)" ;;
+    co-siv) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to vsftpd 192.0.2.10 (pasv_address)" ;;
+    co-sov) P_NS=$NS_CO P_HOST=203.0.113.10 P_SRV=so P_DESC="203.0.113.20 -> vsftpd 203.0.113.10, on the server's own host" ;;
+    co-sop) P_NS=$NS_CO P_HOST=203.0.113.11 P_SRV=so P_DESC="203.0.113.20 -> proftpd 203.0.113.11, on the server's own host" ;;
     *) lab_die "unknown path $1" ;;
     esac
 }
@@ -720,27 +740,40 @@ client_cmd() {
     case $client in
     curl | curl-*)
         CMD=(curl -q -sS --connect-timeout "$T_CONNECT" -m "$T_MAX")
+        # FTPS (RFC 4217): explicit (AUTH TLS on 21, --ssl-reqd) or
+        # implicit (ftps://, TLS from the first byte on 990); -k: the
+        # lab's self-signed certificate.
+        local scheme=ftp
         case $client in
         curl | curl-epsv) ;;
         curl-pasv) CMD+=(--disable-epsv) ;;
         curl-eprt) CMD+=(-P -) ;;
         curl-port) CMD+=(-P - --disable-eprt) ;;
+        curl-tls-epsv) CMD+=(--ssl-reqd -k --ftp-pasv) ;;
+        curl-tls-pasv) CMD+=(--ssl-reqd -k --ftp-pasv --disable-epsv) ;;
+        curl-ftps) CMD+=(-k --ftp-pasv) scheme=ftps ;;
         *) lab_die "unknown client $client" ;;
         esac
         case $what in
-        download) CMD+=(-o "$local" "ftp://$host/file.bin") ;;
-        upload) CMD+=(-T "$local" "ftp://$host/up/$remote") ;;
-        control) CMD+=(-I "ftp://$host/file.bin") ;;
+        download) CMD+=(-o "$local" "$scheme://$host/file.bin") ;;
+        upload) CMD+=(-T "$local" "$scheme://$host/up/$remote") ;;
+        control) CMD+=(-I "$scheme://$host/file.bin") ;;
         esac
         ;;
     lftp-*)
-        local pm=on
+        local pm=on tls="set ftp:ssl-allow no;" scheme=ftp
         [[ $client == lftp-port ]] && pm=off
+        # lftp-tls: explicit FTPS (AUTH TLS, PROT P); lftp-ftps: implicit
+        # (ftps://, port 990).
+        case $client in
+        lftp-tls | lftp-ftps) tls="set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no;" ;;
+        esac
+        [[ $client == lftp-ftps ]] && scheme=ftps
         local s="set cmd:fail-exit yes; set net:timeout $T_LFTP; set net:max-retries 1;"
         s+=" set net:reconnect-interval-base 1; set net:reconnect-interval-max 1;"
-        s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; set ftp:ssl-allow no;"
+        s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; $tls"
         s+=" set xfer:clobber yes; set cmd:interactive no;"
-        s+=" open -u anonymous,lab@ ftp://$host;"
+        s+=" open -u anonymous,lab@ $scheme://$host;"
         case $what in
         download) s+=" get file.bin -o $local" ;;
         upload) s+=" put $local -o up/$remote" ;;
@@ -764,8 +797,10 @@ run_xfer() {
     rm -f "$out"
     local lf=$out
     [[ $what == upload ]] && lf=$src
+    # LAB_FAIL_MODES: the modes whose data connections are expected to be
+    # blocked (fail fast there).
     local XFER_FAST=0
-    [[ $mode == none ]] && XFER_FAST=1
+    [[ " ${LAB_FAIL_MODES:-none} " == *" $mode "* ]] && XFER_FAST=1
     client_cmd "$client" "$P_HOST" "$what" "$lf" "$remote"
     local rc=0 t0 t1
     t0=$(date +%s%N)

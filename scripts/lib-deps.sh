@@ -7,7 +7,9 @@
 DEPS_APT_PACKAGES=(
     iproute2 iptables nftables conntrack ethtool tcpdump iputils-ping procps coreutils
     vsftpd lftp curl python3 systemd conntrackd
-    man-db podman runc
+    man-db podman runc openssl
+    # proftpd's libraries (proftpd itself is unpacked: scripts/lib-servers.sh)
+    libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3
 )
 
 deps_log() { printf '[deps] %s\n' "$*" >&2; }

@@ -16,12 +16,15 @@
 #                    passive range 40200-40249 is NOT forwarded),
 #                    pasv_address=203.0.113.1: inside TLS nothing can be
 #                    rewritten, the server must announce its public address
+#   si 192.0.2.11    proftpd + mod_tls behind the DNAT of 203.0.113.2:21,
+#                    PassivePorts 40300-40349, MasqueradeAddress 203.0.113.2
 #
 # Placements (--places):
 #   gw    client cl (behind SNAT) -> so through the default-drop gateway
 #   dnat  client co -> 203.0.113.1 -> si (the gateway's port forward)
-#   host  client co -> so directly; so's own INPUT is policy drop (accept
-#         established, new tcp 21 and 990): the server's own host
+#   host  client co -> so directly; so's own INPUT is policy drop
+#         (host_firewall of lib-lab.sh: established and new tcp 21, plus
+#         990 here; no RELATED): the server's own host
 #
 # Modes (--modes):
 #   alg     ftp-alg: on the gateway with only [[ftps]] entries configured
@@ -62,6 +65,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib-lab.sh
 source "$HERE/lib-lab.sh"
+# shellcheck source=scripts/lib-servers.sh
+source "$HERE/lib-servers.sh"
 
 MODES=(alg kernel open)
 PLACES=(gw dnat host)
@@ -79,7 +84,8 @@ command -v openssl >/dev/null || lab_die "missing command 'openssl' (scripts/lib
 # The passive ranges: the servers' configuration and ftp-alg's [[ftps]].
 SO_LOW=40000 SO_HIGH=40049 # vsftpd 203.0.113.10 (21 and 990)
 SP_LOW=40100 SP_HIGH=40149 # proftpd 203.0.113.11
-SI_LOW=40200 SI_HIGH=40249 # vsftpd 192.0.2.10 behind DNAT
+SI_LOW=40200 SI_HIGH=40249 # vsftpd 192.0.2.10 behind DNAT (203.0.113.1)
+SIP_LOW=40300 SIP_HIGH=40349 # proftpd 192.0.2.11 behind DNAT (203.0.113.2)
 SECOND_SRC=203.0.113.21    # co's second address: the second client outside
 PROBE_SECS=1.5
 
@@ -89,7 +95,6 @@ bench_extra_cleanup() {
     local pid
     if [[ -n $HOLD_PID ]]; then stop_pid "$HOLD_PID" 2; fi
     for pid in "${SPARE_PIDS[@]}"; do stop_pid "$pid" 2; done
-    LAB_FW_NS=
 }
 LAB_NO_SERVERS=1 bench_lab_up "ft$(($$ % 1000000))" ftps
 LAB_RUN_TAG=ftps$$
@@ -130,85 +135,32 @@ vsftpd_tls() {
     lab_vsftpd "$name" "$ns" "$LAB_STATE/srv-$srv/root" "${lines[@]}"
 }
 
-# proftpd_tls NAME NS ADDR LOW HIGH: proftpd with mod_tls, explicit FTPS on
-# 21, from the Debian packages unpacked beside the lab (Debian's proftpd
-# conflicts with vsftpd, so it is not installed).
+# proftpd_tls NAME NS ADDR LOW HIGH [MASQUERADE-ADDRESS]: proftpd with
+# mod_tls (lab_proftpd of lib-servers.sh), explicit FTPS required on 21.
 proftpd_tls() {
-    local name=$1 ns=$2 addr=$3 low=$4 high=$5 root
-    root=$(proftpd_root) || lab_die "no proftpd (see $LAB_LOGS/proftpd-unpack.log)"
-    local conf="$LAB_STATE/proftpd-$name.conf" user
-    user=$(lab_ftp_user)
-    cat >"$conf" <<EOF
-ServerName "ftp-alg lab $name"
-ServerType standalone
-DefaultAddress $addr
-SocketBindTight on
-Port 21
-UseIPv6 off
-User nobody
-Group nogroup
-ModulePath $root/usr/lib/proftpd
-<IfModule !mod_tls.c>
-LoadModule mod_tls.c
-</IfModule>
-PidFile $LAB_STATE/proftpd-$name.pid
-ScoreboardFile $LAB_STATE/proftpd-$name.scoreboard
-DelayTable none
-WtmpLog off
-UseReverseDNS off
-AuthOrder mod_auth_unix.c
-TransferLog none
-SystemLog $LAB_LOGS/proftpd-$name.log
-PassivePorts $low $high
-AllowOverwrite on
-TimeoutIdle 60
-TLSEngine on
-TLSRequired on
-TLSProtocol TLSv1.2 TLSv1.3
-TLSRSACertificateFile $TLS_DIR/cert.pem
-TLSRSACertificateKeyFile $TLS_DIR/key.pem
-TLSOptions NoSessionReuseRequired
-TLSVerifyClient off
-TLSLog $LAB_LOGS/proftpd-$name.tls.log
-<Anonymous $LAB_STATE/srv-so/root>
-  User $user
-  Group nogroup
-  UserAlias anonymous $user
-  RequireValidShell off
-  <Directory up>
-    <Limit STOR>
-      AllowAll
-    </Limit>
-  </Directory>
-</Anonymous>
-EOF
-    ip netns exec "$ns" "$root/usr/sbin/proftpd" -n -q -c "$conf" </dev/null >"$LAB_LOGS/proftpd-$name.out" 2>&1 &
-    lab_record "proftpd-$name" "$!"
-}
-
-# proftpd_root: prints the directory with proftpd unpacked (dpkg -x), made
-# once per machine under target/.
-proftpd_root() {
-    local dir=$LAB_REPO/target/proftpd
-    if [[ ! -x $dir/root/usr/sbin/proftpd || ! -f $dir/root/usr/lib/proftpd/mod_tls.so ]]; then
-        mkdir -p "$dir"
-        rm -rf "$dir/root" "$dir"/*.deb
-        (cd "$dir" && timeout 300 apt-get download proftpd-core proftpd-mod-crypto) >"$LAB_LOGS/proftpd-unpack.log" 2>&1 || return 1
-        local deb
-        for deb in "$dir"/*.deb; do dpkg -x "$deb" "$dir/root" || return 1; done
-    fi
-    echo "$dir/root"
+    local name=$1 ns=$2 addr=$3 low=$4 high=$5 pub=${6:-} srv=so
+    [[ $ns == "$NS_SI" ]] && srv=si
+    local d=("DefaultAddress $addr" "SocketBindTight on" "Port 21" "PassivePorts $low $high"
+        "TLSEngine on" "TLSRequired on" "TLSProtocol TLSv1.2 TLSv1.3"
+        "TLSRSACertificateFile $TLS_DIR/cert.pem" "TLSRSACertificateKeyFile $TLS_DIR/key.pem"
+        "TLSOptions NoSessionReuseRequired" "TLSVerifyClient off" "TLSLog $LAB_STATE/proftpd-$name.tls.log")
+    # As vsftpd's pasv_address: the 227 inside TLS carries the public address.
+    [[ -n $pub ]] && d+=("MasqueradeAddress $pub")
+    lab_proftpd "$name" "$ns" "$LAB_STATE/srv-$srv/root" "${d[@]}"
 }
 
 nsx "$NS_SO" ip addr add 203.0.113.11/24 dev eth0
+nsx "$NS_SI" ip addr add 192.0.2.11/24 dev eth0
+nsx "$NS_GW" ip addr add 203.0.113.2/24 dev "$GW_OUT"
 nsx "$NS_CO" ip addr add "$SECOND_SRC/24" dev eth0
 vsftpd_tls so-x "$NS_SO" 203.0.113.10 21 explicit "$SO_LOW" "$SO_HIGH"
 vsftpd_tls so-i "$NS_SO" 203.0.113.10 990 implicit "$SO_LOW" "$SO_HIGH"
 vsftpd_tls si-x "$NS_SI" 192.0.2.10 21 explicit "$SI_LOW" "$SI_HIGH" 203.0.113.1
 vsftpd_tls si-i "$NS_SI" 192.0.2.10 990 implicit "$SI_LOW" "$SI_HIGH" 203.0.113.1
 proftpd_tls so-p "$NS_SO" 203.0.113.11 "$SP_LOW" "$SP_HIGH"
+proftpd_tls si-p "$NS_SI" 192.0.2.11 "$SIP_LOW" "$SIP_HIGH" 203.0.113.2
 for l in "$NS_SO 203.0.113.10:21" "$NS_SO 203.0.113.10:990" "$NS_SO 203.0.113.11:21" \
-    "$NS_SI 192.0.2.10:21" "$NS_SI 192.0.2.10:990"; do
+    "$NS_SI 192.0.2.10:21" "$NS_SI 192.0.2.10:990" "$NS_SI 192.0.2.11:21"; do
     lab_wait_listen "${l% *}" "${l#* }"
 done
 
@@ -233,18 +185,15 @@ ipt4 -t filter -A FORWARD -i "$GW_CLI" -o "$GW_OUT" -s 198.51.100.0/24 -d 203.0.
 ipt4 -t filter -A FORWARD -i "$GW_OUT" -o "$GW_SRV" -d 192.0.2.10 \
     -p tcp --dport 990 -m conntrack --ctstate NEW --ctorigdst 203.0.113.1 -j ACCEPT
 ipt4 -t nat -A PREROUTING -d 203.0.113.1 -p tcp --dport 990 -j DNAT --to-destination 192.0.2.10
+ipt4 -t filter -A FORWARD -i "$GW_OUT" -o "$GW_SRV" -d 192.0.2.11 \
+    -p tcp --dport 21 -m conntrack --ctstate NEW --ctorigdst 203.0.113.2 -j ACCEPT
+ipt4 -t nat -A PREROUTING -d 203.0.113.2 -p tcp --dport 21 -j DNAT --to-destination 192.0.2.11
 
-# host_firewall on|off: so's own INPUT, default drop (the server's host).
-host_firewall() {
-    local op=-A
-    [[ $1 == off ]] && op=-D
-    local t=(nsx "$NS_SO" iptables-nft -w 5)
-    "${t[@]}" -t filter "$op" INPUT -m conntrack --ctstate INVALID -j DROP
-    "${t[@]}" -t filter "$op" INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-    "${t[@]}" -t filter "$op" INPUT -i lo -j ACCEPT
-    "${t[@]}" -t filter "$op" INPUT -p icmp -j ACCEPT
-    "${t[@]}" -t filter "$op" INPUT -p tcp -m multiport --dports 21,990 -m conntrack --ctstate NEW -j ACCEPT
-    if [[ $1 == on ]]; then "${t[@]}" -t filter -P INPUT DROP; else "${t[@]}" -t filter -P INPUT ACCEPT; fi
+# so as the server's own host: host_firewall of lib-lab.sh (INPUT policy
+# drop, established and new control connections to 21 accepted), plus 990.
+so_host_firewall() {
+    host_firewall "$NS_SO" server
+    FW_NS=$NS_SO ipt4 -t filter -A INPUT -p tcp --dport 990 -m conntrack --ctstate NEW -j ACCEPT
 }
 
 # open_range PLACE on|off: the plain open passive range, as admins open it
@@ -260,6 +209,8 @@ open_range() {
     dnat)
         ipt4 -t nat "$op" PREROUTING -d 203.0.113.1 -p tcp --dport "$SI_LOW:$SI_HIGH" -j DNAT --to-destination 192.0.2.10
         ipt4 -t filter "$op" FORWARD -d 192.0.2.10 -p tcp --dport "$SI_LOW:$SI_HIGH" -m conntrack --ctstate NEW -j ACCEPT
+        ipt4 -t nat "$op" PREROUTING -d 203.0.113.2 -p tcp --dport "$SIP_LOW:$SIP_HIGH" -j DNAT --to-destination 192.0.2.11
+        ipt4 -t filter "$op" FORWARD -d 192.0.2.11 -p tcp --dport "$SIP_LOW:$SIP_HIGH" -m conntrack --ctstate NEW -j ACCEPT
         ;;
     host)
         ipt4 -t filter "$op" INPUT -p tcp -m multiport --dports "$SO_LOW:$SO_HIGH,$SP_LOW:$SP_HIGH" -m conntrack --ctstate NEW -j ACCEPT
@@ -274,7 +225,7 @@ place_rows() {
     local v p c w rows=()
     case $1 in
     gw) v=cl-sov p=cl-sop ;;
-    dnat) v=co-siv p= ;;
+    dnat) v=co-siv p=co-sip ;;
     host) v=co-sov p=co-sop ;;
     esac
     for w in download upload; do
@@ -289,14 +240,16 @@ place_rows() {
 # server_of PATH CLIENT: the server a case talks to, for the summary.
 server_of() {
     case $1 in
-    *-sop) echo proftpd-explicit ;;
+    *-sop | *-sip) echo proftpd-explicit ;;
     *) if [[ $2 == *ftps ]]; then echo vsftpd-implicit; else echo vsftpd-explicit; fi ;;
     esac
 }
 
-# expectation MODE WHAT (replaces lib-lab.sh's): FTPS data connections pass
-# with ftp-alg and through an open range, fail with nothing or the helper.
-expectation() {
+# ftps_expect MODE WHAT PATH CLIENT (EXPECTATION_FN): FTPS data
+# connections pass with ftp-alg and through an open range, fail with nothing
+# opened or with the kernel helper.
+EXPECTATION_FN=ftps_expect
+ftps_expect() {
     case $1 in
     alg | open) echo pass ;;
     *) echo fail ;;
@@ -330,7 +283,7 @@ probe() {
     r=$(nsx "$1" timeout -k 1 10 python3 "$HERE/ftp_peers.py" probe --host "$2" --port "$3" \
         ${4:+--source "$4"} --timeout "$PROBE_SECS" 2>&1 || true)
     case $r in
-    open | refused) echo reachable ;;
+    connected | refused) echo reachable ;;
     timeout) echo blocked ;;
     *) echo "error($r)" ;;
     esac
@@ -369,7 +322,7 @@ scope() {
     rm -rf "$sync"
     mkdir -p "$sync"
     nsx "$cns" timeout -k 2 120 python3 "$HERE/ftp_peers.py" tls-hold --host "$host" --sync "$sync" \
-        --sha256 "$(sha "$LAB_STATE/data/small.bin")" --hold-timeout 90 </dev/null >"$out" 2>&1 &
+        --sha256 "$(sha "$LAB_STATE/data/small.bin")" --wait-timeout 90 </dev/null >"$out" 2>&1 &
     HOLD_PID=$!
     lab_record hold "$HOLD_PID"
     for ((i = 0; i < 150; i++)); do
@@ -391,9 +344,9 @@ scope() {
     check "$place" "$mode" own-range "$(probe "$cns" "$host" "$spare")" "$w_own"
     check "$place" "$mode" second-port "$(probe "$sns" "$host" "$port" "$sec")" "$w_blk"
     check "$place" "$mode" second-range "$(probe "$sns" "$host" "$spare" "$sec")" "$w_blk"
-    touch "$sync/xfer"
+    touch "$sync/go1"
     for ((i = 0; i < 200; i++)); do
-        [[ -e $sync/xferred ]] && break
+        [[ -e $sync/used ]] && break
         kill -0 "$HOLD_PID" 2>/dev/null || break
         sleep 0.1
     done
@@ -404,7 +357,7 @@ scope() {
     local w_x=ok
     [[ $mode == open ]] && w_x=$xfer
     check "$place" "$mode" own-transfer "$xfer" "$w_x"
-    touch "$sync/quit"
+    touch "$sync/go2"
     for ((i = 0; i < 100; i++)); do
         kill -0 "$HOLD_PID" 2>/dev/null || break
         sleep 0.1
@@ -432,6 +385,9 @@ passive_ports = \"$SP_LOW-$SP_HIGH\"
 [[ftps]]
 server = \"192.0.2.10\"
 passive_ports = \"$SI_LOW-$SI_HIGH\"
+[[ftps]]
+server = \"192.0.2.11\"
+passive_ports = \"$SIP_LOW-$SIP_HIGH\"
 "
 
 # phase GROUP MODE PLACES...: one mode for the placements of one firewall
@@ -447,10 +403,11 @@ phase() {
     printf '%s\n' "$admin" >"$LAB_LOGS/ruleset-before-$group-$mode.txt"
     case $mode in
     alg)
-        local FTP_ALG_ARGS= ALG_EXTRA_CONFIG=
+        local ALG_EXTRA_CONFIG=
+        local ALG_RUN_ARGS=
         if [[ $group == host ]]; then
             # Nothing configured: exact pinholes from the server's sockets.
-            FTP_ALG_ARGS="run --paths local --config $LAB_STATE/ftp-alg.toml"
+            ALG_RUN_ARGS="--paths local"
         else
             ALG_EXTRA_CONFIG=$ALG_FTPS_CONFIG
         fi
@@ -459,7 +416,7 @@ phase() {
             return
         fi
         ;;
-    kernel) lab_kernel_helper on ;;
+    kernel) if [[ $group == host ]]; then host_kernel_helper "$NS_SO" server on; else lab_kernel_helper on; fi ;;
     open) for p in "$@"; do open_range "$p" on; done ;;
     none) ;;
     esac
@@ -487,7 +444,7 @@ phase() {
         fi
         for p in "$@"; do RULESET[$p]=$same; done
         ;;
-    kernel) lab_kernel_helper off ;;
+    kernel) if [[ $group == host ]]; then host_kernel_helper "$NS_SO" server off; else lab_kernel_helper off; fi ;;
     open) for p in "$@"; do open_range "$p" off; done ;;
     esac
 }
@@ -500,11 +457,11 @@ if ((${#GW_PLACES[@]})); then
     for m in "${MODES[@]}"; do phase gateway "$m" "${GW_PLACES[@]}"; done
 fi
 if ((HOST_PLACE)); then
-    host_firewall on
-    LAB_FW_NS=$NS_SO
+    # The host phase comes last: so's firewall stays until the teardown.
+    so_host_firewall
+    FW_NS=$NS_SO
     for m in "${MODES[@]}"; do phase host "$m" host; done
-    LAB_FW_NS=
-    host_firewall off
+    FW_NS=
 fi
 
 # -------------------------------------------------------------- summary ---

@@ -220,15 +220,18 @@ open_range() {
 
 # ---------------------------------------------------------------- cases ---
 
-# rows PLACE: the transfers of a placement (path|client|what).
+# place_rows PLACE MODE: the transfers of a placement (path|client|what);
+# in the modes where every data connection is blocked (LAB_FAIL_MODES),
+# downloads only: each costs the clients' connect timeout.
 place_rows() {
-    local v p c w rows=()
+    local v p c w rows=() whats=(download upload)
+    [[ " $LAB_FAIL_MODES " == *" $2 "* ]] && whats=(download)
     case $1 in
     gw) v=cl-sov p=cl-sop ;;
     dnat) v=co-siv p=co-sip ;;
     host) v=co-sov p=co-sop ;;
     esac
-    for w in download upload; do
+    for w in "${whats[@]}"; do
         for c in curl-tls-epsv curl-tls-pasv lftp-tls curl-ftps lftp-ftps; do rows+=("$v|$c|$w"); done
         if [[ -n $p ]]; then
             for c in curl-tls-epsv curl-tls-pasv lftp-tls; do rows+=("$p|$c|$w"); done
@@ -261,7 +264,7 @@ declare -A PASSED=() TOTAL=() SCOPE_OK=() SCOPE_N=() SCOPE_BAD=() CHECK=()
 # run_cases PLACE MODE
 run_cases() {
     local place=$1 mode=$2 row path client what got
-    mapfile -t MATRIX_ROWS < <(place_rows "$place")
+    mapfile -t MATRIX_ROWS < <(place_rows "$place" "$mode")
     matrix_run_cases "$mode"
     PASSED[$place.$mode]=0
     TOTAL[$place.$mode]=${#MATRIX_ROWS[@]}
@@ -396,6 +399,7 @@ phase() {
     local group=$1 mode=$2 p
     shift 2
     lab_log "=== $group: mode $mode ($*) ==="
+    local t0=$SECONDS
     lab_flush_conntrack
     lab_zero_counters
     local admin after
@@ -447,6 +451,7 @@ phase() {
     kernel) if [[ $group == host ]]; then host_kernel_helper "$NS_SO" server off; else lab_kernel_helper off; fi ;;
     open) for p in "$@"; do open_range "$p" off; done ;;
     esac
+    lab_log "$group $mode: $((SECONDS - t0)) s"
 }
 
 GW_PLACES=() HOST_PLACE=0

@@ -73,7 +73,7 @@ fn at(base: Instant, elapsed: Duration) -> Instant {
 
 /// Runs the sorted capture through a fresh engine.
 pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
-    let control_ports = cfg.control_ports.clone();
+    let control_ports = cfg.followed_ports();
     let mut engine = Engine::new(cfg);
     // The replayer is the core's caller: it owns the clock, and anchors
     // the capture's time to it.
@@ -89,7 +89,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         let now = at(base, clock.saturating_sub(start));
         firewall.expire(clock, &mut records);
         if engine.poll_at().is_some_and(|t| t <= now) {
-            for p in engine.poll(now) {
+            for p in engine.poll(now).pinholes {
                 firewall.close(p, clock, &mut records);
             }
         }

@@ -40,6 +40,7 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
         before,
         table: false,
         labels: cfg.durable.enabled,
+        ftps: !cfg.ftps.is_empty(),
         rules: Vec::new(),
         nft_accept: None,
         done: false,
@@ -80,6 +81,8 @@ pub struct Installed {
     pub(super) table: bool,
     /// Whether it has the `labels` chain (`[durable]` on).
     pub(super) labels: bool,
+    /// Whether it has the FTPS range sets (`[[ftps]]` configured).
+    pub(super) ftps: bool,
     /// The iptables rules inserted, in insertion order.
     pub(super) rules: Vec<(Family, XtRule)>,
     /// The accept rule inserted into the admin's nftables chain

@@ -92,7 +92,7 @@ impl XtRule {
 /// `rules` for why these hooks). Several ports use `multiport`, 15 ports
 /// per rule at most.
 pub(super) fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
-    let ports = dedup_ports(&cfg.control_ports);
+    let ports = dedup_ports(&cfg.queued_ports());
     let mut out = Vec::new();
     for (table, chain, dir) in [("raw", "PREROUTING", "d"), ("mangle", "FORWARD", "s")] {
         for chunk in ports.chunks(MULTIPORT_MAX) {

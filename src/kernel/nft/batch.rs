@@ -6,8 +6,8 @@ use std::io;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_ERROR,
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+    DefaultNla, ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
@@ -30,6 +30,10 @@ pub(super) enum Op {
     /// Linux 6.3+): no ENOENT, so no aborted batch.
     Destroy,
 }
+
+/// NFTA_DATA_VALUE, the one attribute nested in NFTA_SET_ELEM_KEY_END (the
+/// crate takes that attribute's contents as raw NLAs).
+const NFTA_DATA_VALUE: u16 = 1;
 
 /// NFT_MSG_DESTROYSETELEM (include/uapi/linux/netfilter/nf_tables.h); the
 /// crate has no variant for it, so a DELSETELEM message is re-typed.
@@ -70,6 +74,14 @@ pub(super) fn build_batch(
         let mut attributes = vec![SetElementAttribute::Key(DataAttribute::Value(
             element.key.clone(),
         ))];
+        if let Some(end) = &element.key_end {
+            // An interval element is named by both ends, to add and to
+            // remove it.
+            attributes.push(SetElementAttribute::KeyEnd(vec![DefaultNla::new(
+                NFTA_DATA_VALUE,
+                end.clone(),
+            )]));
+        }
         if op == Op::Add {
             if let Some(data) = &element.data {
                 attributes.push(SetElementAttribute::Data(DataAttribute::Value(
@@ -245,6 +257,45 @@ mod tests {
         let mut timeout_nla = vec![12, 0, 4, 0];
         timeout_nla.extend(30_000u64.to_be_bytes());
         assert!(buf.windows(12).any(|w| w == timeout_nla));
+    }
+
+    #[test]
+    fn range_elements_carry_their_key_end_to_add_and_to_remove() {
+        use super::super::elements::range_elements;
+        let r = ftp_alg_proto::pinhole::RangePinhole {
+            src: "192.0.2.10".parse().unwrap(),
+            dst: "198.51.100.1".parse().unwrap(),
+            low: 50000,
+            high: 50100,
+            dnat: Some("203.0.113.7".parse().unwrap()),
+        };
+        let elements = range_elements(&r).unwrap();
+        let end = [192, 0, 2, 10, 198, 51, 100, 1, 0xc3, 0xb4, 0, 0];
+        // NFTA_SET_ELEM_KEY_END (10 | NLA_F_NESTED), 20 bytes, holding
+        // NFTA_DATA_VALUE (1), 16 bytes: the high end, as nft sends it.
+        let mut nla = vec![20, 0, 0x0a, 0x80, 16, 0, 1, 0];
+        nla.extend(end);
+        for op in [Op::Add, Op::Remove, Op::Destroy] {
+            let buf = build_batch("ftp_alg", op, &elements, 7_200_000, 1);
+            let found = buf.windows(nla.len()).filter(|w| *w == nla).count();
+            assert_eq!(found, 2, "the set and the map element each name the end");
+        }
+        let msgs = parse_all(&build_batch("ftp_alg", Op::Add, &elements, 7_200_000, 1));
+        let (_, m) = set_element_message(&msgs[2]);
+        let NfTablesMessage::NewSetElement(m) = m else {
+            panic!("{m:?}")
+        };
+        let SetElementList::Elements(list) = &m.attributes[2] else {
+            panic!("{m:?}")
+        };
+        let ListAttribute::Element(attrs) = &list[0] else {
+            panic!("{list:?}")
+        };
+        assert_eq!(
+            attrs[2],
+            SetElementAttribute::Data(DataAttribute::Value(vec![203, 0, 113, 7])),
+            "the map's value is the address alone"
+        );
     }
 
     #[test]

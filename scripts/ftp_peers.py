@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """scripts/ftp_peers.py -- scripted FTP clients for the lab benchmarks.
 
-Driven by scripts/bench-latency.sh and scripts/scale.sh (which build the lab
-with scripts/lib-lab.sh and run this file inside its namespaces with
-`ip netns exec`). Python 3 standard library only.
+Driven by scripts/bench-latency.sh, scripts/scale.sh, scripts/host.sh and
+scripts/ftps.sh (which build the lab with scripts/lib-lab.sh and run this
+file inside its namespaces with `ip netns exec`). Python 3 standard library
+only.
 
     ftp_peers.py latency --host H [--port 21] --n N [--warmup W] --out FILE
         One control connection (TCP_NODELAY): greeting, anonymous login, W
@@ -38,8 +39,31 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
         ftp-alg gauges ftp_alg_sessions and ftp_alg_pinholes scraped from
         URL and VmRSS of PID (kB). Run it in the gateway namespace.
 
+    ftp_peers.py probe --host H --port P [--source ADDR] [--timeout S]
+        One TCP connect (from ADDR if given); prints connected, refused or
+        timeout.
+
+    ftp_peers.py scope --host H --cmd PASV|EPSV|PORT|EPRT --sync DIR
+        A session that announces a data connection, waits while the driver
+        probes it from other hosts, transfers, announces a second one and
+        QUITs (scripts/host.sh: a pinhole admits only its peer, once, and
+        nothing after QUIT). Files in DIR mark each step.
+
     ftp_peers.py nft-elements < `nft -j list set ...`
         Prints how many elements the set holds.
+
+    ftp_peers.py tls-hold --host H [--port 21] --sync DIR --sha256 HEX
+        One explicit-TLS session (RFC 4217: AUTH TLS, PBSZ 0, PROT P,
+        anonymous login, TYPE I, PASV) that then waits, so that the driver
+        can probe the data ports while the session lives (scripts/ftps.sh):
+        prints "held PORT" (DIR/held); after DIR/go1 it RETRs small.bin over
+        TLS on PORT and prints "transfer ok" (sha256 HEX) or "transfer FAIL
+        ..." (DIR/used); after DIR/go2 it QUITs and prints "quit" (DIR/quit).
+
+    ftp_peers.py listen --host H --port P [--seconds S]
+        A spare listener (a port of a passive range that no FTP server
+        opened): prints "listening", then answers every connection with one
+        line until S seconds have passed.
 """
 
 import argparse
@@ -146,8 +170,9 @@ def cmd_load(a):
     return asyncio.run(_load(a))
 
 
-def cmd_latency(a):
-    sock = socket.create_connection((a.host, a.port), timeout=a.timeout)
+def login(host, port, timeout):
+    """A blocking control connection, logged in anonymously: (sock, reader)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     rd = LineReader(sock)
     code, line = rd.reply()
@@ -158,6 +183,11 @@ def cmd_latency(a):
         sock.sendall(b"PASS lab@\r\n")
         code, line = rd.reply()
     expect(code, line, (230,))
+    return sock, rd
+
+
+def cmd_latency(a):
+    sock, rd = login(a.host, a.port, a.timeout)
     noop = b"NOOP\r\n"
     for _ in range(a.warmup):
         sock.sendall(noop)
@@ -529,6 +559,215 @@ def cmd_nft_elements(_a):
     return 0
 
 
+# -------------------------------------------------------------- scope ---
+# Host mode (scripts/host.sh): what a pinhole admits, checked from outside
+# the session. The shell probes from other namespaces at the points where
+# this peer waits for a file DIR/goN; this peer only runs the session.
+
+
+def cmd_probe(a):
+    """One TCP connect: prints connected, refused or timeout. A host firewall
+    that drops (no pinhole) gives timeout; a pinhole that admits the SYN to
+    a closed port gives refused."""
+    try:
+        src = (a.source, 0) if a.source else None
+        s = socket.create_connection((a.host, a.port), timeout=a.timeout, source_address=src)
+        s.close()
+        print("connected")
+    except ConnectionRefusedError:
+        print("refused")
+    except (socket.timeout, TimeoutError):
+        print("timeout")
+    except OSError as e:
+        print(f"error {e.errno}")
+    return 0
+
+
+def _sync(a, name, text=""):
+    """Writes DIR/NAME (atomically, TEXT as its content)."""
+    tmp = os.path.join(a.sync, "." + name)
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, os.path.join(a.sync, name))
+
+
+def _wait(a, name):
+    deadline = time.monotonic() + a.wait_timeout
+    path = os.path.join(a.sync, name)
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path} within {a.wait_timeout} s")
+        time.sleep(0.02)
+
+
+def _announce(a, sock, rd, cmd):
+    """Sends the announcement; returns (address, port, listener or None).
+    Passive: the address and port of the 227/229 reply (the 227 address as
+    written, not the control peer's: a wrong address must fail). Active: a
+    listener on the control connection's own address, announced."""
+    if cmd in ("PASV", "EPSV"):
+        sock.sendall(cmd.encode() + b"\r\n")
+        code, line = rd.reply()
+        if cmd == "PASV":
+            expect(code, line, (227,))
+            m = re.search(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", line)
+            n = [int(x) for x in m.groups()]
+            return ".".join(map(str, n[:4])), n[4] * 256 + n[5], None, line.decode()
+        expect(code, line, (229,))
+        m = EPSV_RE.search(line)
+        return sock.getpeername()[0], int(m.group(1)), None, line.decode()
+    fam = sock.family
+    here = sock.getsockname()[0]
+    lst = socket.socket(fam, socket.SOCK_STREAM)
+    lst.bind((here, 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    if cmd == "PORT":
+        text = "PORT " + ",".join(here.split(".") + [str(port >> 8), str(port & 255)])
+    else:
+        text = f"EPRT |{2 if fam == socket.AF_INET6 else 1}|{here}|{port}|"
+    sock.sendall(text.encode() + b"\r\n")
+    code, line = rd.reply()
+    expect(code, line, (200,))
+    return here, port, lst, text
+
+
+def _retr(a, sock, rd, addr, port, lst):
+    """RETR FILE over the announced data connection; returns its sha256.
+    Active: a connection from any host but the server fails the session."""
+    h = hashlib.sha256()
+    if lst is None:
+        data = socket.create_connection((addr, port), timeout=a.timeout)
+        sock.sendall(f"RETR {a.file}\r\n".encode())
+        code, line = rd.reply()
+        expect(code, line, (125, 150))
+    else:
+        sock.sendall(f"RETR {a.file}\r\n".encode())
+        code, line = rd.reply()
+        expect(code, line, (125, 150))
+        lst.settimeout(a.timeout)
+        data, peer = lst.accept()
+        if peer[0] != sock.getpeername()[0]:
+            raise RuntimeError(f"data connection from {peer[0]}, not from the server")
+        lst.close()
+    data.settimeout(a.timeout)
+    while True:
+        b = data.recv(65536)
+        if not b:
+            break
+        h.update(b)
+    data.close()
+    code, line = rd.reply()
+    expect(code, line, (226, 250))
+    return h.hexdigest()
+
+
+def cmd_scope(a):
+    """One session with two announcements (--cmd PASV, EPSV, PORT or EPRT):
+    DIR/announced ("ADDR PORT REPLY"), wait go1 (the shell probes from a
+    third host), the transfer (prints "sha256 HEX"), DIR/used, wait go2
+    (the shell probes the used port again), a second announcement
+    DIR/announced2 that is never used, QUIT, DIR/quit, wait go3 (the shell
+    probes the second one; an active listener stays open until then)."""
+    sock, rd = login(a.host, a.port, a.timeout)
+    sock.sendall(b"TYPE I\r\n")
+    code, line = rd.reply()
+    expect(code, line, (200,))
+    addr, port, lst, text = _announce(a, sock, rd, a.cmd)
+    _sync(a, "announced", f"{addr} {port} {text}\n")
+    _wait(a, "go1")
+    print("sha256", _retr(a, sock, rd, addr, port, lst), flush=True)
+    _sync(a, "used")
+    _wait(a, "go2")
+    addr2, port2, lst2, text2 = _announce(a, sock, rd, a.cmd)
+    sock.sendall(b"QUIT\r\n")
+    code, line = rd.reply()
+    expect(code, line, (221,))
+    sock.close()
+    _sync(a, "quit", f"{addr2} {port2} {text2}\n")
+    _wait(a, "go3")
+    if lst2 is not None:
+        lst2.close()
+    return 0
+
+
+# ------------------------------------------------------------------- ftps ---
+# FTPS (scripts/ftps.sh): what a session-scoped pinhole admits while the
+# session lives and after it ends. TLS hides the PASV port from the gateway;
+# this peer knows it and tells the driver, which probes from other hosts.
+
+
+def cmd_tls_hold(a):
+    import ftplib
+    import ssl
+
+    # A lab certificate made by the test: nothing to verify it against.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(context=ctx, timeout=a.timeout)
+    f.connect(a.host, a.port)
+    f.auth()
+    f.login()
+    f.prot_p()
+    f.voidcmd("TYPE I")
+    host, port = ftplib.parse227(f.sendcmd("PASV"))
+    print("held", port, flush=True)
+    _sync(a, "held", f"{port}\n")
+    _wait(a, "go1")
+    try:
+        raw = socket.create_connection((host, port), timeout=a.timeout)
+        f.putcmd("RETR small.bin")
+        resp = f.getresp()
+        if not resp.startswith("150"):
+            raise ftplib.error_reply(resp)
+        conn = ctx.wrap_socket(raw, server_hostname=host, session=f.sock.session)
+        h = hashlib.sha256()
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            h.update(b)
+        conn.close()
+        f.voidresp()
+        got = h.hexdigest()
+        print("transfer ok" if got == a.sha256 else f"transfer FAIL sha256 {got}", flush=True)
+    except (OSError, ftplib.Error) as e:
+        print("transfer FAIL", e, flush=True)
+    _sync(a, "used")
+    _wait(a, "go2")
+    f.quit()
+    f.close()
+    print("quit", flush=True)
+    _sync(a, "quit")
+    return 0
+
+
+def cmd_listen(a):
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.host, a.port))
+    s.listen(16)
+    print("listening", flush=True)
+    end = time.monotonic() + a.seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return 0
+        s.settimeout(left)
+        try:
+            c, peer = s.accept()
+        except (socket.timeout, TimeoutError):
+            return 0
+        print("connection from", peer[0], flush=True)
+        try:
+            c.sendall(b"spare listener\r\n")
+        except OSError:
+            pass
+        c.close()
+
+
 # --------------------------------------------------------------------- main ---
 
 
@@ -582,8 +821,40 @@ def main():
     q.add_argument("--max-seconds", type=float, default=600)
     q.set_defaults(fn=cmd_sample)
 
+    q = sub.add_parser("probe")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--source", help="local address to connect from")
+    q.add_argument("--timeout", type=float, default=1.5)
+    q.set_defaults(fn=cmd_probe)
+
+    q = sub.add_parser("scope")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--cmd", choices=["PASV", "EPSV", "PORT", "EPRT"], required=True)
+    q.add_argument("--file", default="file.bin")
+    q.add_argument("--sync", required=True, help="directory for the announced/go handshake")
+    q.add_argument("--timeout", type=float, default=10.0)
+    q.add_argument("--wait-timeout", type=float, default=30.0)
+    q.set_defaults(fn=cmd_scope)
+
     q = sub.add_parser("nft-elements")
     q.set_defaults(fn=cmd_nft_elements)
+
+    q = sub.add_parser("tls-hold")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--sync", required=True, help="directory for the held/go1/used/go2/quit handshake")
+    q.add_argument("--sha256", required=True, help="of small.bin")
+    q.add_argument("--timeout", type=float, default=10.0)
+    q.add_argument("--wait-timeout", type=float, default=60.0)
+    q.set_defaults(fn=cmd_tls_hold)
+
+    q = sub.add_parser("listen")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--seconds", type=float, default=300)
+    q.set_defaults(fn=cmd_listen)
 
     a = p.parse_args()
     sys.exit(a.fn(a))

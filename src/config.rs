@@ -647,6 +647,7 @@ impl Config {
             max_pinholes_per_session: self.max_pinholes_per_session,
             ftps: self.ftps.iter().map(|&e| e.into()).collect(),
             ftps_control_ports: self.ftps_control_ports.clone(),
+            exact_ftps: self.paths.local,
             ..EngineConfig::default()
         }
     }
@@ -723,8 +724,11 @@ mod tests {
         );
         assert_eq!(e.ftps_control_ports, [990, 8990]);
         assert_eq!(c.queued_ports(), [21, 990, 8990]);
-        // Without [[ftps]] the implicit ports are not queued.
+        // Without [[ftps]] the implicit ports are not queued, unless the
+        // local path gives local FTPS servers exact pinholes.
         assert_eq!(Config::default().queued_ports(), [21]);
+        let local = Config::from_toml("paths = [\"local\"]").unwrap();
+        assert_eq!(local.queued_ports(), [21, 990]);
         // A privileged range with the policy that allows it.
         let low = "[policy]\nallow_privileged_ports = true\n[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"1000-2000\"\n";
         assert!(Config::from_toml(low).is_ok());

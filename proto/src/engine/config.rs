@@ -50,18 +50,29 @@ pub struct EngineConfig {
     /// only while `ftps` is not empty; a port must not also be in
     /// `control_ports`.
     pub ftps_control_ports: Vec<u16>,
+    /// Control connections to this host's own servers are queued (the
+    /// daemon's `local` path): their FTPS sessions get exact pinholes from
+    /// the server's listeners (`engine::listeners`), so the implicit-TLS
+    /// ports are followed even without `ftps` entries.
+    pub exact_ftps: bool,
 }
 
 impl EngineConfig {
     /// Every server port whose connections are followed: the control
-    /// ports, then the implicit-TLS ones while `ftps` is not empty (what
-    /// the daemon queues, and what the replayer sorts captures by).
+    /// ports, then the implicit-TLS ones while `ftps` is not empty or
+    /// `exact_ftps` is on (what the daemon queues, and what the replayer
+    /// sorts captures by).
     pub fn followed_ports(&self) -> Vec<u16> {
         let mut ports = self.control_ports.clone();
-        if !self.ftps.is_empty() {
+        if self.follows_implicit() {
             ports.extend(&self.ftps_control_ports);
         }
         ports
+    }
+
+    /// Implicit-TLS sessions get something: a range, or exact pinholes.
+    fn follows_implicit(&self) -> bool {
+        !self.ftps.is_empty() || self.exact_ftps
     }
 
     /// Whether `port` is a control port: `Some(true)` for an implicit-TLS
@@ -69,7 +80,7 @@ impl EngineConfig {
     pub(crate) fn control_port(&self, port: u16) -> Option<bool> {
         if self.control_ports.contains(&port) {
             Some(false)
-        } else if !self.ftps.is_empty() && self.ftps_control_ports.contains(&port) {
+        } else if self.follows_implicit() && self.ftps_control_ports.contains(&port) {
             Some(true)
         } else {
             None
@@ -92,6 +103,7 @@ impl Default for EngineConfig {
             max_sessions: 262_144,
             ftps: Vec::new(),
             ftps_control_ports: vec![990],
+            exact_ftps: false,
         }
     }
 }

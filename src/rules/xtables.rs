@@ -362,15 +362,17 @@ mod tests {
     #[test]
     fn local_path_queues_at_output_input_and_output() {
         let tail = "-m comment --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass";
+        // With local, the implicit-TLS port 990 too: a local FTPS server's
+        // sessions get exact pinholes with nothing configured.
         assert_eq!(
             lines(&queue_rules(&with_paths(false, true), Family::V4), XtRule::insert_args),
             [
                 // Alone, only to this host's addresses: a forwarded
                 // session's other direction is queued nowhere.
-                format!("-t raw -I PREROUTING ! -i lo -p tcp -m addrtype --dst-type LOCAL --dport 21 {tail}"),
-                format!("-t raw -I OUTPUT ! -o lo -p tcp --dport 21 {tail}"),
-                format!("-t mangle -I INPUT ! -i lo -p tcp --sport 21 {tail}"),
-                format!("-t mangle -I OUTPUT ! -o lo -p tcp --sport 21 {tail}"),
+                format!("-t raw -I PREROUTING ! -i lo -p tcp -m addrtype --dst-type LOCAL -m multiport --dports 21,990 {tail}"),
+                format!("-t raw -I OUTPUT ! -o lo -p tcp -m multiport --dports 21,990 {tail}"),
+                format!("-t mangle -I INPUT ! -i lo -p tcp -m multiport --sports 21,990 {tail}"),
+                format!("-t mangle -I OUTPUT ! -o lo -p tcp -m multiport --sports 21,990 {tail}"),
             ]
         );
         assert_eq!(
@@ -379,11 +381,11 @@ mod tests {
                 XtRule::insert_args
             ),
             [
-                format!("-t raw -I PREROUTING ! -i lo -p tcp --dport 21 {tail}"),
-                format!("-t mangle -I FORWARD -p tcp --sport 21 {tail}"),
-                format!("-t raw -I OUTPUT ! -o lo -p tcp --dport 21 {tail}"),
-                format!("-t mangle -I INPUT ! -i lo -p tcp --sport 21 {tail}"),
-                format!("-t mangle -I OUTPUT ! -o lo -p tcp --sport 21 {tail}"),
+                format!("-t raw -I PREROUTING ! -i lo -p tcp -m multiport --dports 21,990 {tail}"),
+                format!("-t mangle -I FORWARD -p tcp -m multiport --sports 21,990 {tail}"),
+                format!("-t raw -I OUTPUT ! -o lo -p tcp -m multiport --dports 21,990 {tail}"),
+                format!("-t mangle -I INPUT ! -i lo -p tcp -m multiport --sports 21,990 {tail}"),
+                format!("-t mangle -I OUTPUT ! -o lo -p tcp -m multiport --sports 21,990 {tail}"),
             ]
         );
     }

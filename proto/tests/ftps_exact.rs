@@ -9,6 +9,9 @@
 //! `Engine::handle_queries` with a lookup that says "local" and a listing
 //! of the simulated server's listeners.
 
+#[allow(dead_code)]
+mod counting_alloc;
+
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -18,6 +21,9 @@ use ftp_alg_proto::engine::{Decision, Engine, EngineConfig, Listener, Lookup, Un
 use ftp_alg_proto::event::Event;
 use ftp_alg_proto::ftps::FtpsServer;
 use ftp_alg_proto::pinhole::Pinhole;
+
+#[global_allocator]
+static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
 
 const SERVER: &str = "192.0.2.10:21";
 
@@ -30,6 +36,8 @@ struct Host {
     asked: RefCell<usize>,
     local: bool,
     next_inode: u64,
+    /// Allocations of the engine's last `handle_queries` (this thread's).
+    allocs: u64,
 }
 
 /// One control connection's two sequence counters.
@@ -67,6 +75,7 @@ impl Host {
             asked: RefCell::new(0),
             local: true,
             next_inode: 100,
+            allocs: 0,
         }
     }
 
@@ -112,7 +121,8 @@ impl Host {
         }
         let local = self.local;
         let (listeners, asked) = (&self.listeners, &self.asked);
-        self.engine.handle_queries(
+        let before = counting_alloc::allocs();
+        let d = self.engine.handle_queries(
             self.now,
             &p,
             |_, _| Lookup {
@@ -124,7 +134,9 @@ impl Host {
                 *asked.borrow_mut() += 1;
                 Some(listeners.borrow().clone())
             },
-        )
+        );
+        self.allocs = counting_alloc::allocs() - before;
+        d
     }
 
     /// A session from `client` up to the `234` of `AUTH TLS` and one TLS
@@ -364,4 +376,31 @@ fn a_failed_listing_falls_back_to_the_range() {
         why: Untied::ListingFailed,
         range: true
     }));
+}
+
+#[test]
+fn packets_that_need_no_listing_do_not_allocate() {
+    let mut host = Host::new(EngineConfig::default());
+    let mut f = host.tls_session("203.0.113.21:40000");
+    let mut c = host.cleartext_session("203.0.113.20:40000");
+    // Warm up the session's command queue.
+    host.packet(&mut c, From::Client, false, b"NOOP\r\n");
+    host.packet(&mut c, From::Server, false, b"200 ok\r\n");
+    // A local cleartext session's command and reply, and a local FTPS
+    // session's command: no listing, nothing allocated.
+    let tls_command = record(40);
+    for (tls, from, payload) in [
+        (false, From::Client, &b"NOOP\r\n"[..]),
+        (false, From::Server, &b"200 ok\r\n"[..]),
+        (true, From::Client, &tls_command[..]),
+    ] {
+        let conn = if tls { &mut f } else { &mut c };
+        let d = host.packet(conn, from, false, payload);
+        assert!(d.open.is_empty());
+        assert_eq!(host.allocs, 0, "{payload:?}");
+    }
+    // Only the FTPS reply that answers it is listed.
+    let asked = *host.asked.borrow();
+    host.packet(&mut f, From::Server, false, &record(60));
+    assert_eq!(*host.asked.borrow(), asked + 1);
 }

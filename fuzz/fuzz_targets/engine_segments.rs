@@ -26,7 +26,12 @@
 //! * every FTPS range opened is from the address of the client of the
 //!   packet's session, to ports
 //!   >= 1024; a range closed was open; none is left once every session is
-//!   forgotten (in the kernel's view, from the decisions, and the engine's).
+//!   forgotten (in the kernel's view, from the decisions, and the engine's);
+//! * the second session (client port 40001) is a local server's: the
+//!   engine asks for the server's listeners (answered with a listing that
+//!   changes with every answer, some of it unreadable) only for a packet
+//!   from the server, and every exact FTPS pinhole is from the packet's
+//!   session's client.
 
 #![no_main]
 
@@ -36,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use etherparse::{IpSlice, PacketBuilder, TcpOptionElement, TcpSlice};
-use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::engine::{Engine, EngineConfig, Listener, Lookup, NatMapping, Verdict};
+use ftp_alg_proto::event::Event;
 use ftp_alg_proto::ftps::FtpsServer;
 use ftp_alg_proto::packet::TcpSegment;
 use ftp_alg_proto::pinhole::RangePinhole;
@@ -465,23 +471,67 @@ fn run_packet(
 ) {
     let original = TcpSegment::parse(packet).ok();
     let mut asked = 0;
-    let decision = engine.handle_with(now, packet, |src, dst| {
-        asked += 1;
-        let seg = original
-            .as_ref()
-            .expect("NeedNat for a packet that does not parse");
-        // A client's packet names its own tuple; a server's packet (a
-        // session first seen from the server side) names the client as
-        // the original source and itself as the reply source.
-        assert!(
-            (src, dst) == (seg.src, seg.dst) || (src, dst) == (seg.dst, seg.src),
-            "NeedNat names the packet's tuple: asked {src} -> {dst} for {} -> {}",
-            seg.src,
-            seg.dst
-        );
-        addrs.mapping(nat, src, dst)
-    });
-    // handle_with debug-asserts that the engine does not ask again.
+    let mut listed = 0u64;
+    let decision = engine.handle_queries(
+        now,
+        packet,
+        |src, dst| {
+            asked += 1;
+            let seg = original
+                .as_ref()
+                .expect("NeedNat for a packet that does not parse");
+            // A client's packet names its own tuple; a server's packet (a
+            // session first seen from the server side) names the client as
+            // the original source and itself as the reply source.
+            assert!(
+                (src, dst) == (seg.src, seg.dst) || (src, dst) == (seg.dst, seg.src),
+                "NeedNat names the packet's tuple: asked {src} -> {dst} for {} -> {}",
+                seg.src,
+                seg.dst
+            );
+            Lookup {
+                nat: addrs.mapping(nat, src, dst),
+                server_local: src.port() == 40001,
+                ..Lookup::default()
+            }
+        },
+        |server| {
+            listed += 1;
+            let seg = original
+                .as_ref()
+                .expect("listeners asked for a packet that does not parse");
+            assert_eq!(
+                seg.dst.port(),
+                40001,
+                "listeners asked for a remote server's session"
+            );
+            // (Patched packets may carry any server address.)
+            let _ = server;
+            // A new socket on a port that moves through the range and out of
+            // it, and now and then a listing that could not be read.
+            let n = u64::from(seg.seq.0) ^ packet.len() as u64;
+            (n % 7 != 0).then(|| {
+                vec![Listener {
+                    inode: n,
+                    port: 49990 + (n % 130) as u16,
+                }]
+            })
+        },
+    );
+    assert!(listed <= 1, "engine asked twice for listeners");
+    for e in &decision.events {
+        if let Event::FtpsExact { opening } = e {
+            let seg = original
+                .as_ref()
+                .expect("exact pinhole for a packet that does not parse");
+            assert_eq!(
+                opening.pinhole.src,
+                seg.dst.ip(),
+                "exact pinhole for another client"
+            );
+        }
+    }
+    // handle_queries debug-asserts that the engine does not ask again.
     assert!(asked <= 1, "engine asked twice for the NAT mapping");
     if let Verdict::Replace(bytes) = &decision.verdict {
         let seg = original
@@ -503,7 +553,19 @@ fn run_packet(
         assert!(p.dport >= 1024, "pinhole to a privileged port opened: {p}");
     }
     let ends = original.as_ref().map(|seg| [seg.src.ip(), seg.dst.ip()]);
-    track_ranges(ranges, &decision.open_ranges, &decision.close_ranges, ends);
+    // A local session whose listener could not be tied to it gets its
+    // range in whichever session's packet found that out.
+    let fallback = decision
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FtpsUntied { range: true, .. }));
+    track_ranges(
+        ranges,
+        &decision.open_ranges,
+        &decision.close_ranges,
+        ends,
+        fallback,
+    );
 }
 
 /// The kernel's view of the FTPS ranges, kept from the decisions.
@@ -512,6 +574,7 @@ fn track_ranges(
     open: &[ftp_alg_proto::engine::RangeOpening],
     close: &[RangePinhole],
     ends: Option<[IpAddr; 2]>,
+    fallback: bool,
 ) {
     // In the shell's order: opened before the verdict, closed after it.
     for o in open {
@@ -520,7 +583,7 @@ fn track_ranges(
         // For the session of the packet that asked: its client's address.
         let ends = ends.expect("a range opened for a packet that does not parse");
         assert!(
-            ends.contains(&r.src),
+            ends.contains(&r.src) || fallback,
             "range for another source: {r} ({ends:?})"
         );
         assert!(!o.lifetime.is_zero(), "range without a timeout: {r}");
@@ -585,12 +648,12 @@ fuzz_target!(|input: Input| {
             Op::PollMs(ms) => {
                 elapsed += Duration::from_millis(*ms as u64);
                 let gone = engine.poll(start + elapsed);
-                track_ranges(&mut ranges, &[], &gone.ranges, None);
+                track_ranges(&mut ranges, &[], &gone.ranges, None, false);
             }
             Op::PollSecs(s) => {
                 elapsed += Duration::from_secs(*s as u64);
                 let gone = engine.poll(start + elapsed);
-                track_ranges(&mut ranges, &[], &gone.ranges, None);
+                track_ranges(&mut ranges, &[], &gone.ranges, None, false);
             }
             Op::Nat(sel) => nat = *sel,
         }
@@ -598,7 +661,7 @@ fuzz_target!(|input: Input| {
     // Everything expires in the end.
     elapsed += Duration::from_secs(3 * 3600);
     let gone = engine.poll(start + elapsed);
-    track_ranges(&mut ranges, &[], &gone.ranges, None);
+    track_ranges(&mut ranges, &[], &gone.ranges, None, false);
     assert_eq!(
         engine.session_count(),
         0,

@@ -272,7 +272,9 @@ impl Engine {
         let in_flight: Vec<SocketAddr> = self
             .flows
             .iter()
-            .filter(|(_, f)| f.local && f.in_flight && f.listen_addr() == Some(server))
+            .filter(|(_, f)| {
+                f.local && f.in_flight && f.closed_at.is_none() && f.listen_addr() == Some(server)
+            })
             .map(|(k, _)| *k)
             .collect();
         let previous = self.listings.known.get(&server).map(Vec::as_slice);
@@ -297,8 +299,8 @@ impl Engine {
                 let Some(flow) = self.flows.get_mut(&client) else {
                     return;
                 };
-                let Some(public) = flow.server_public else {
-                    return;
+                let (Some(public), None) = (flow.server_public, flow.closed_at) else {
+                    return; // (a reply that also ended the session)
                 };
                 let pinhole = Pinhole {
                     src: client.ip(),
@@ -326,6 +328,13 @@ impl Engine {
                     }
                     decision.events.push(Reported::FtpsUntied { why, range });
                 }
+                // A range given back earlier in this packet (its last
+                // session ended) and taken again here must stay: the shell
+                // installs before the verdict and removes after it.
+                let open = &decision.open_ranges;
+                decision
+                    .close_ranges
+                    .retain(|r| !open.iter().any(|o| o.range == *r));
             }
         }
         if let Some(flow) = self.flows.get_mut(&client) {

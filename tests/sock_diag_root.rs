@@ -44,7 +44,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// A namespace `fx-sd-<tag>-<pid>` with 192.0.2.10, 192.0.2.11 and
-/// 2001:db8::10 on a dummy interface.
+/// 2001:db8::10 on a veth (this kernel has no dummy interfaces).
 fn lab(tag: &str) -> Netns {
     let ns = Netns::new("fx-sd", tag);
     ns.sh("ip link add d0 type dummy && ip link set d0 up && \

@@ -47,9 +47,11 @@ fn ip(s: &str) -> IpAddr {
 /// 2001:db8::10 on a veth (this kernel has no dummy interfaces).
 fn lab(tag: &str) -> Netns {
     let ns = Netns::new("fx-sd", tag);
-    ns.sh("ip link add d0 type dummy && ip link set d0 up && \
+    ns.sh(
+        "ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && \
          ip addr add 192.0.2.10/24 dev d0 && ip addr add 192.0.2.11/24 dev d0 && \
-         ip -6 addr add 2001:db8::10/64 dev d0 nodad");
+         ip -6 addr add 2001:db8::10/64 dev d0 nodad",
+    );
     ns
 }
 

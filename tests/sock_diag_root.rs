@@ -62,7 +62,9 @@ fn listen(ns: &Netns, specs: &[String]) -> netns::Spawned {
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        "python3",
+        // The system's interpreter: one under root's home (pyenv) is not
+        // readable by nobody.
+        "/usr/bin/python3",
         "-c",
         LISTENERS,
     ];

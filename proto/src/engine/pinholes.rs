@@ -80,7 +80,12 @@ impl Flow {
             shared.dnat_in_use.insert(k);
         }
         shared.stats.pinholes_opened += 1;
-        info!(client = %self.client, ?form, %pinhole, "pinhole opened");
+        match form {
+            Some(form) => info!(client = %self.client, ?form, %pinhole, "pinhole opened"),
+            None => {
+                info!(client = %self.client, form = "ftps-listener", %pinhole, "pinhole opened")
+            }
+        }
         let lifetime = shared.cfg.pinhole_timeout;
         self.pinholes.push_back(LivePinhole {
             pinhole,

@@ -51,9 +51,18 @@ pub struct Config {
     /// Queue rules with bypass: while ftp-alg is not running, control
     /// traffic passes unhelped (fail-open) instead of being dropped.
     pub queue_bypass: bool,
+    /// Which control connections are followed: forwarded ones, this
+    /// host's own, or both (`paths = ["forward", "local"]`).
+    pub paths: Paths,
     /// Where the rule accepting pinholed data connections goes (when
     /// `install_rules` is true).
     pub accept_rule: AcceptRule,
+    /// With `accept_rule = "nft ..."` and the `local` path: the admin's
+    /// native input chain that gets the accept rule too (required then).
+    pub accept_rule_input: Option<NftChain>,
+    /// With `accept_rule = "nft ..."` and the `local` path: the admin's
+    /// native output chain, when it drops new connections (optional).
+    pub accept_rule_output: Option<NftChain>,
     /// Addresses a further NAT beyond this gateway presents for the
     /// gateway's own, per interface (`[[nat_override]]` tables).
     pub nat_override: Vec<NatOverride>,
@@ -110,15 +119,53 @@ pub enum AcceptRule {
     Nft(NftChain),
 }
 
-/// An nftables chain of the admin's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An nftables chain of the admin's: `"nft FAMILY TABLE CHAIN"` in the
+/// configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct NftChain {
     /// `ip`, `ip6` or `inet`.
     pub family: String,
     /// The admin's table.
     pub table: String,
-    /// The admin's forward filter chain.
+    /// The admin's filter chain (forward, input or output).
     pub chain: String,
+}
+
+impl NftChain {
+    /// `FAMILY TABLE CHAIN` (the words after `nft`), checked; `s` is the
+    /// whole value, for the message.
+    fn from_words(family: &str, table: &str, chain: &str, s: &str) -> Result<NftChain, String> {
+        if !["ip", "ip6", "inet"].contains(&family) {
+            return Err(format!("family {family:?} in {s:?} is not ip, ip6 or inet"));
+        }
+        for name in [table, chain] {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !ok {
+                return Err(format!("{name:?} in {s:?} is not an nftables name"));
+            }
+        }
+        Ok(NftChain {
+            family: family.to_string(),
+            table: table.to_string(),
+            chain: chain.to_string(),
+        })
+    }
+}
+
+impl TryFrom<String> for NftChain {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["nft", family, table, chain] => NftChain::from_words(family, table, chain, &s),
+            _ => Err(format!("{s:?} is not \"nft FAMILY TABLE CHAIN\"")),
+        }
+    }
 }
 
 impl TryFrom<String> for AcceptRule {
@@ -130,29 +177,99 @@ impl TryFrom<String> for AcceptRule {
             ["iptables"] => Ok(AcceptRule::Iptables),
             ["none"] => Ok(AcceptRule::None),
             ["nft", family, table, chain] => {
-                if !["ip", "ip6", "inet"].contains(family) {
-                    return Err(format!("family {family:?} in {s:?} is not ip, ip6 or inet"));
-                }
-                for name in [table, chain] {
-                    let ok = !name.is_empty()
-                        && name.len() <= 64
-                        && name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-                    if !ok {
-                        return Err(format!("{name:?} in {s:?} is not an nftables name"));
-                    }
-                }
-                Ok(AcceptRule::Nft(NftChain {
-                    family: family.to_string(),
-                    table: table.to_string(),
-                    chain: chain.to_string(),
-                }))
+                NftChain::from_words(family, table, chain, &s).map(AcceptRule::Nft)
             }
             _ => Err(format!(
                 "{s:?} is not \"iptables\", \"none\" or \"nft FAMILY TABLE CHAIN\""
             )),
         }
+    }
+}
+
+/// Which control connections ftp-alg follows (`paths`): at least one.
+///
+/// `forward`: connections this host forwards (a gateway, a NAT router, a
+/// container host). `local`: connections that end or start on this host
+/// (its own FTP server or client: Windows Firewall's StatefulFTP). The
+/// queue rules each path needs are in the `rules` module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct Paths {
+    /// Forwarded control connections.
+    pub forward: bool,
+    /// This host's own control connections.
+    pub local: bool,
+}
+
+impl Paths {
+    /// The words of `paths`, in the configuration's spelling.
+    pub const NAMES: [&'static str; 2] = ["forward", "local"];
+
+    /// Parses the words of `paths` (`["forward", "local"]`, or the
+    /// command line's `forward,local`): none, or an unknown one, is an error.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Paths, String> {
+        let mut p = Paths {
+            forward: false,
+            local: false,
+        };
+        for name in names {
+            match name.as_ref().trim() {
+                "forward" => p.forward = true,
+                "local" => p.local = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a path (one of \"forward\", \"local\")"
+                    ))
+                }
+            }
+        }
+        if !(p.forward || p.local) {
+            return Err("is empty: no control connection would be followed \
+                        (use [\"forward\"], [\"local\"] or both)"
+                .into());
+        }
+        Ok(p)
+    }
+}
+
+impl TryFrom<Vec<String>> for Paths {
+    type Error = String;
+
+    fn try_from(v: Vec<String>) -> Result<Self, String> {
+        Paths::from_names(&v)
+    }
+}
+
+impl std::str::FromStr for Paths {
+    type Err = String;
+
+    /// The command line's form: `forward`, `local` or `forward,local`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split(',').collect();
+        Paths::from_names(&words)
+    }
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            forward: true,
+            local: false,
+        }
+    }
+}
+
+impl fmt::Display for Paths {
+    /// `forward`, `local` or `forward,local` (what `--paths` takes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on = [self.forward, self.local];
+        let names: Vec<&str> = Paths::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect();
+        f.write_str(&names.join(","))
     }
 }
 
@@ -215,7 +332,10 @@ impl Default for Config {
             ct_mark: 0x0100_0000,
             install_rules: true,
             queue_bypass: true,
+            paths: Paths::default(),
             accept_rule: AcceptRule::Iptables,
+            accept_rule_input: None,
+            accept_rule_output: None,
             nat_override: Vec::new(),
             metrics_address: None,
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
@@ -345,6 +465,7 @@ impl Config {
                 "is 0: no bit to mark pinholed connections with",
             ));
         }
+        self.validate_accept_rules()?;
         let d = &self.durable;
         if d.label_first_bit > ftp_alg_proto::durable::MAX_FIRST_BIT {
             return Err(bad(
@@ -410,6 +531,34 @@ impl Config {
                     "{:?} is not one of error, warn, info, debug, trace",
                     self.log.level
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `accept_rule_input`/`accept_rule_output` name native chains, so they
+    /// go with a native `accept_rule`; with the `local` path on, such a
+    /// firewall must name its input chain, or passive transfers to this
+    /// host would meet its drop while ftp-alg seemed to work.
+    fn validate_accept_rules(&self) -> Result<(), ConfigError> {
+        let native = matches!(self.accept_rule, AcceptRule::Nft(_));
+        for (key, set) in [
+            ("accept_rule_input", self.accept_rule_input.is_some()),
+            ("accept_rule_output", self.accept_rule_output.is_some()),
+        ] {
+            if set && !native {
+                return Err(bad(
+                    key,
+                    "names a native chain, so it needs accept_rule = \"nft FAMILY TABLE CHAIN\" \
+                     (with \"iptables\" the rule goes to filter INPUT/OUTPUT by itself)",
+                ));
+            }
+        }
+        if native && self.paths.local && self.accept_rule_input.is_none() {
+            return Err(bad(
+                "accept_rule_input",
+                "is missing: paths has \"local\" and accept_rule names a native chain, \
+                 so name your input chain too (e.g. \"nft inet filter input\")",
             ));
         }
         Ok(())
@@ -483,6 +632,30 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_read_and_shown() {
+        assert_eq!(Config::default().paths.to_string(), "forward");
+        let c = Config::from_toml("paths = [\"local\"]").unwrap();
+        assert_eq!((c.paths.forward, c.paths.local), (false, true));
+        let c = Config::from_toml("paths = [\"local\", \"forward\", \"local\"]").unwrap();
+        assert_eq!(c.paths.to_string(), "forward,local");
+        assert_eq!("local,forward".parse::<Paths>(), Ok(c.paths));
+        assert!("".parse::<Paths>().is_err());
+        assert!("forward,,local".parse::<Paths>().is_err());
+        let e = "forward,host".parse::<Paths>().unwrap_err();
+        assert!(e.contains("\"host\" is not a path"), "{e}");
+        let e = Config::from_toml("paths = []").unwrap_err().to_string();
+        assert!(e.contains("is empty"), "{e}");
+        let c = Config::from_toml(
+            "paths = [\"forward\", \"local\"]\naccept_rule = \"nft inet filter forward\"\n\
+             accept_rule_input = \"nft inet filter input\"\naccept_rule_output = \"nft ip fw out\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.accept_rule_input.unwrap().chain, "input");
+        let out = c.accept_rule_output.unwrap();
+        assert_eq!((out.family.as_str(), out.table.as_str()), ("ip", "fw"));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, key) in [
             ("contol_ports = [21]", "contol_ports"),
@@ -506,6 +679,13 @@ mod tests {
             ("accept_rule = \"forward\"", "accept_rule"),
             ("accept_rule = \"nft bridge filter forward\"", "accept_rule"),
             ("accept_rule = \"nft inet fil;ter forward\"", "accept_rule"),
+            ("paths = []", "paths"),
+            ("paths = [\"forward\", \"host\"]", "paths"),
+            ("paths = \"local\"", "paths"),
+            ("accept_rule_input = \"nft inet filter input\"", "accept_rule_input"),
+            ("accept_rule = \"none\"\naccept_rule_output = \"nft inet filter output\"", "accept_rule_output"),
+            ("accept_rule_input = \"inet filter input\"", "accept_rule_input"),
+            ("paths = [\"local\"]\naccept_rule = \"nft inet filter forward\"", "accept_rule_input"),
             ("[[nat_override]]\ninterface = \"\"\npublic_address = \"192.0.2.1\"", "nat_override.interface"),
             ("[[nat_override]]\ninterface = \"wan0\"\npublic_address = \"wan\"", "public_address"),
             ("[[nat_override]]\ninterface = \"wan0\"\nip = \"192.0.2.1\"", "ip"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::error;
 
-use ftp_alg::config::{Config, ConfigError};
+use ftp_alg::config::{Config, ConfigError, Paths};
 use ftp_alg::daemon;
 use ftp_alg::rules;
 use ftp_alg::telemetry::status;
@@ -86,6 +86,10 @@ struct Overrides {
     /// Server-side control port, repeatable [default: 21].
     #[arg(long = "control-port")]
     control_ports: Vec<u16>,
+    /// Control connections to follow: forward, local or forward,local
+    /// (overrides `paths`) [default: forward].
+    #[arg(long, value_name = "PATHS")]
+    paths: Option<Paths>,
 }
 
 #[derive(Args)]
@@ -143,6 +147,12 @@ impl Overrides {
         if !self.control_ports.is_empty() {
             cfg.control_ports = self.control_ports.clone();
         }
+        if let Some(p) = self.paths {
+            cfg.paths = p;
+        }
+        // A path switched on here may need a key the file lacks
+        // (accept_rule_input).
+        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -255,8 +265,8 @@ fn main() -> ExitCode {
         }
         Command::Replay(args) => replay(&args),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
+            Ok(cfg) => {
+                println!("{}: ok (paths {})", file.display(), cfg.paths);
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(&e),

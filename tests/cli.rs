@@ -161,3 +161,50 @@ fn deploy_rule_files_match_the_generator() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("iptables-nft.nft"));
 }
+
+#[test]
+fn paths_on_the_command_line_override_the_file() {
+    let local = ftp_alg(&["rules", "--paths", "local"]);
+    assert!(local.status.success());
+    let text = String::from_utf8(local.stdout).unwrap();
+    assert!(text.contains("(paths local,"), "{text}");
+    assert!(text.contains("-t mangle -I OUTPUT ! -o lo"), "{text}");
+    assert!(!text.contains("-I FORWARD"), "{text}");
+    let both = temp_file("both", "paths = [\"forward\", \"local\"]\n");
+    let checked = ftp_alg(&["check-config", both.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(out.contains(": ok (paths forward,local)"), "{out}");
+    let forward = ftp_alg(&[
+        "rules",
+        "--config",
+        both.to_str().unwrap(),
+        "--paths",
+        "forward",
+    ]);
+    let text = String::from_utf8(forward.stdout).unwrap();
+    assert!(text.contains("(paths forward,"), "{text}");
+    assert!(!text.contains("OUTPUT"), "{text}");
+    std::fs::remove_file(both).unwrap();
+    // A bad value, and a path that needs a key the file lacks, exit 2
+    // before anything is installed.
+    for args in [vec!["rules", "--paths", "host"], vec!["run", "--paths", ""]] {
+        let out = ftp_alg(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("path"),
+            "{args:?}"
+        );
+    }
+    let native = temp_file("native", "accept_rule = \"nft inet filter forward\"\n");
+    let out = ftp_alg(&[
+        "run",
+        "--config",
+        native.to_str().unwrap(),
+        "--paths",
+        "forward,local",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("accept_rule_input"), "{err}");
+    std::fs::remove_file(native).unwrap();
+}

@@ -542,3 +542,243 @@ fn accept_rule_in_an_admins_native_chain() {
     inst.remove().expect("remove");
     assert_eq!(ruleset_text(), before);
 }
+
+/// A host firewall (the FTP server or client itself): filter INPUT and
+/// OUTPUT with policy drop, IPv4 and IPv6.
+fn host_firewall() {
+    for ipt in ["iptables-nft", "ip6tables-nft"] {
+        for chain in ["INPUT", "OUTPUT"] {
+            run_ok(ipt, &["-P", chain, "DROP"]);
+            run_ok(
+                ipt,
+                &[
+                    "-A",
+                    chain,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+            );
+        }
+    }
+}
+
+fn with_paths(paths: &str) -> Config {
+    Config {
+        paths: paths.parse().unwrap(),
+        ..Config::default()
+    }
+}
+
+/// The queue rules (not the holds) of one iptables-nft chain.
+fn queue_rules_in(ipt: &str, table: &str, chain: &str) -> Vec<String> {
+    rules(ipt, table, chain)
+        .into_iter()
+        .filter(|l| l.contains("--queue-bypass"))
+        .collect()
+}
+
+/// `--paths local` and `--paths forward,local` with the xtables queue: the
+/// queue rules sit in raw PREROUTING/OUTPUT and mangle INPUT/OUTPUT (and
+/// FORWARD only with forward), the holds in mangle INPUT/OUTPUT, the
+/// accept rule first in filter INPUT and OUTPUT; removal restores the
+/// ruleset byte for byte, and a killed instance's leftovers are replaced
+/// by the next start.
+#[test]
+fn host_mode_rules_in_their_chains() {
+    let _ns = enter("host");
+    admin_firewall();
+    host_firewall();
+    let before = ruleset_text();
+    let backend = rules::detect_queue_backend();
+    for paths in ["local", "forward,local"] {
+        let cfg = with_paths(paths);
+        let inst = rules::install(&cfg).expect("install");
+        assert_eq!(inst.missing().expect("missing"), [], "{paths}");
+        let table = run_ok("nft", &["list", "table", "inet", "ftp_alg"]);
+        assert!(table.contains("chain pinholes_out {"), "{table}");
+        assert!(
+            table.contains("type nat hook output priority -110"),
+            "{table}"
+        );
+        let forward = paths.starts_with("forward");
+        for ipt in ["iptables-nft", "ip6tables-nft"] {
+            if backend == QueueBackend::Xtables {
+                let local_dst = if forward {
+                    ""
+                } else {
+                    "-m addrtype --dst-type LOCAL "
+                };
+                assert_eq!(
+                    queue_rules_in(ipt, "raw", "PREROUTING"),
+                    [format!(
+                        "-A PREROUTING ! -i lo -p tcp {local_dst}-m tcp --dport 21 -m comment \
+                         --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass"
+                    )],
+                    "{ipt} {paths}"
+                );
+                for (table, chain, dir, lo) in [
+                    ("raw", "OUTPUT", "dport", "! -o lo "),
+                    ("mangle", "INPUT", "sport", "! -i lo "),
+                    ("mangle", "OUTPUT", "sport", "! -o lo "),
+                ] {
+                    assert_eq!(
+                        queue_rules_in(ipt, table, chain),
+                        [format!(
+                            "-A {chain} {lo}-p tcp -m tcp --{dir} 21 -m comment \
+                             --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass"
+                        )],
+                        "{ipt} {table} {chain} {paths}"
+                    );
+                }
+                for chain in ["INPUT", "OUTPUT"] {
+                    let all = rules(ipt, "mangle", chain);
+                    assert_eq!(all.len(), 3, "holds first, then the queue: {all:?}");
+                    assert!(all[0].contains("connmark") && all[0].ends_with("--queue-num 21"));
+                    assert!(all[1].contains("connmark") && all[1].ends_with("-j DROP"));
+                }
+                assert_eq!(
+                    queue_rules_in(ipt, "mangle", "FORWARD").len(),
+                    usize::from(forward),
+                    "{ipt} {paths}"
+                );
+            } else {
+                assert!(table.contains("chain queue_out_to_client"), "{table}");
+            }
+            for chain in ["INPUT", "OUTPUT"] {
+                let got = rules(ipt, "filter", chain);
+                assert_eq!(
+                    got.first().map(String::as_str),
+                    Some(
+                        ACCEPT
+                            .replace("-A FORWARD", &format!("-A {chain}"))
+                            .as_str()
+                    ),
+                    "{ipt} filter {chain}: {got:?}"
+                );
+                assert_eq!(got.len(), 2, "the admin's rule kept: {got:?}");
+            }
+            let fwd = rules(ipt, "filter", "FORWARD");
+            assert_eq!(fwd.first() == Some(&ACCEPT.to_string()), forward, "{fwd:?}");
+        }
+        // A kill -9: the next start replaces the leftovers, one copy of each.
+        std::mem::forget(inst);
+        let second = rules::install(&cfg).expect("install over stale rules");
+        assert_eq!(second.missing().expect("missing"), [], "{paths}");
+        for ipt in ["iptables-nft", "ip6tables-nft"] {
+            for (table, chain) in [
+                ("raw", "PREROUTING"),
+                ("raw", "OUTPUT"),
+                ("mangle", "INPUT"),
+                ("mangle", "OUTPUT"),
+                ("filter", "INPUT"),
+                ("filter", "OUTPUT"),
+            ] {
+                let n = if backend == QueueBackend::Native && table != "filter" {
+                    0
+                } else if table == "mangle" {
+                    3
+                } else {
+                    1
+                };
+                let ours = rules(ipt, table, chain)
+                    .iter()
+                    .filter(|l| l.contains("--comment ftp-alg"))
+                    .count();
+                assert_eq!(ours, n, "{ipt} {table} {chain} after a restart ({paths})");
+            }
+        }
+        second.remove().expect("remove");
+        assert_eq!(ruleset_text(), before, "{paths}");
+    }
+    // On an empty ruleset every chain iptables-nft created goes again.
+    run_ok("nft", &["flush", "ruleset"]);
+    let inst = rules::install(&with_paths("local")).expect("install");
+    inst.remove().expect("remove");
+    assert_eq!(ruleset_text(), "", "leftovers after remove");
+}
+
+/// A native nftables host: the admin's input and output chains get the
+/// accept rule (`accept_rule_input`, `accept_rule_output`), first, and
+/// removal leaves the ruleset as found; a reload's loss is repaired.
+#[test]
+fn host_mode_accept_rules_in_native_chains() {
+    let _ns = enter("hostnft");
+    let fw = "table inet filter {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy drop;
+\t\tct state established,related accept
+\t}
+\tchain input {
+\t\ttype filter hook input priority filter; policy drop;
+\t\tct state established,related accept
+\t}
+\tchain output {
+\t\ttype filter hook output priority filter; policy drop;
+\t\tct state established,related accept
+\t}
+}
+";
+    let (ok, err) = nft_stdin(&[], fw);
+    assert!(ok, "{err}");
+    let before = ruleset_text();
+    let cfg = Config::from_toml(
+        "paths = [\"local\"]\naccept_rule = \"nft inet filter forward\"\n\
+         accept_rule_input = \"nft inet filter input\"\n\
+         accept_rule_output = \"nft inet filter output\"\n",
+    )
+    .unwrap();
+    let first_rule = |chain: &str| {
+        let listing = run_ok("nft", &["list", "chain", "inet", "filter", chain]);
+        listing
+            .lines()
+            .nth(3)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut inst = rules::install(&cfg).expect("install");
+    for chain in ["input", "output"] {
+        let r = first_rule(chain);
+        assert!(
+            r.contains("ct mark & 0x01000000 == 0x01000000") && r.contains("ftp-alg"),
+            "{chain}: {r}"
+        );
+    }
+    // With local alone the forward chain is not touched.
+    assert!(!first_rule("forward").contains("ftp-alg"));
+    // A reload takes the output chain's rule; the repair puts it back first.
+    let handle = run_ok("nft", &["-a", "list", "chain", "inet", "filter", "output"])
+        .lines()
+        .find(|l| l.contains("ftp-alg"))
+        .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+        .unwrap();
+    run_ok(
+        "nft",
+        &[
+            "delete", "rule", "inet", "filter", "output", "handle", &handle,
+        ],
+    );
+    let gone = Missing::AcceptRule {
+        family: "inet".into(),
+        table: "filter".into(),
+        chain: "output".into(),
+    };
+    assert_eq!(inst.missing().expect("missing"), std::slice::from_ref(&gone));
+    assert_eq!(inst.repair(&cfg).expect("repair").repaired, [gone]);
+    assert!(first_rule("output").contains("ftp-alg"));
+    // kill -9 and restart: one copy in each chain.
+    std::mem::forget(inst);
+    let second = rules::install(&cfg).expect("install over stale rules");
+    for chain in ["input", "output"] {
+        let n = run_ok("nft", &["list", "chain", "inet", "filter", chain])
+            .matches("comment \"ftp-alg\"")
+            .count();
+        assert_eq!(n, 1, "{chain}");
+    }
+    second.remove().expect("remove");
+    assert_eq!(ruleset_text(), before);
+}

@@ -11,7 +11,7 @@ use super::install::Installed;
 use super::listing::exists;
 use super::tools::{RulesetError, Tools};
 use super::xtables::{Family, XtRule};
-use crate::config::{NftChain, TABLE_NAME};
+use crate::config::{NftChain, Paths, TABLE_NAME};
 
 /// The tables and chains ftp-alg's iptables rules may name.
 const KNOWN_NAMES: [&str; 7] = [
@@ -27,6 +27,14 @@ const KNOWN_NAMES: [&str; 7] = [
 /// One iptables rule: (IPv6?, table, chain, position, spec).
 type RuleState = (bool, String, String, Option<u32>, Vec<String>);
 
+/// One native accept rule: (family, table, chain, handle).
+type NftRuleState = (String, String, String, u64);
+
+/// `paths` of a record written before host mode: (forward, local).
+fn forward_only() -> (bool, bool) {
+    (true, false)
+}
+
 /// What an [`Installed`] holds, as plain data.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledState {
@@ -34,8 +42,16 @@ pub struct InstalledState {
     table: bool,
     /// Each iptables rule.
     rules: Vec<RuleState>,
-    /// (family, table, chain, handle) of the native accept rule.
-    nft_accept: Option<(String, String, String, u64)>,
+    /// (family, table, chain, handle) of the (first) native accept rule.
+    nft_accept: Option<NftRuleState>,
+    /// The further native accept rules (input, output with `local`);
+    /// absent in the record of an image from before host mode.
+    #[serde(default)]
+    nft_accept_more: Vec<NftRuleState>,
+    /// The paths the rules were installed for; an image from before host
+    /// mode had only forward.
+    #[serde(default = "forward_only")]
+    paths: (bool, bool),
     /// (IPv6?, table, chains) of the queue tables before the first install.
     before: Vec<(bool, String, Option<Vec<String>>)>,
 }
@@ -60,6 +76,10 @@ impl Installed {
     /// goes; the returned state lets [`Installed::take_over`] remove them.
     pub fn hand_over(mut self) -> InstalledState {
         self.done = true;
+        let mut nft_accept = self
+            .nft_accept
+            .iter()
+            .map(|(c, h)| (c.family.clone(), c.table.clone(), c.chain.clone(), *h));
         InstalledState {
             native_queue: self.backend == QueueBackend::Native,
             table: self.table,
@@ -77,10 +97,9 @@ impl Installed {
                     )
                 })
                 .collect(),
-            nft_accept: self
-                .nft_accept
-                .as_ref()
-                .map(|(c, h)| (c.family.clone(), c.table.clone(), c.chain.clone(), *h)),
+            nft_accept: nft_accept.next(),
+            nft_accept_more: nft_accept.collect(),
+            paths: (self.paths.forward, self.paths.local),
             before: self
                 .before
                 .iter()
@@ -130,16 +149,25 @@ impl Installed {
             // Not in the record: whether the table has it is read live.
             labels: state.table && exists(&["chain", "inet", TABLE_NAME, "labels"]),
             rules,
-            nft_accept: state.nft_accept.map(|(family, table, chain, h)| {
-                (
-                    NftChain {
-                        family,
-                        table,
-                        chain,
-                    },
-                    h,
-                )
-            }),
+            paths: Paths {
+                forward: state.paths.0,
+                local: state.paths.1,
+            },
+            nft_accept: state
+                .nft_accept
+                .into_iter()
+                .chain(state.nft_accept_more)
+                .map(|(family, table, chain, h)| {
+                    (
+                        NftChain {
+                            family,
+                            table,
+                            chain,
+                        },
+                        h,
+                    )
+                })
+                .collect(),
             done: false,
         })
     }
@@ -170,6 +198,8 @@ mod tests {
                 ),
             ],
             nft_accept: Some(("inet".into(), "fw".into(), "forward".into(), 7)),
+            nft_accept_more: vec![("inet".into(), "fw".into(), "input".into(), 9)],
+            paths: (true, true),
             before: vec![
                 (false, "raw".into(), None),
                 (true, "mangle".into(), Some(vec!["FORWARD".into()])),
@@ -183,6 +213,16 @@ mod tests {
         let json = serde_json::to_string(&installed.hand_over()).unwrap();
         let back: InstalledState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn a_record_from_before_host_mode_is_forward_only() {
+        let old = r#"{"native_queue":false,"table":true,"rules":[],"nft_accept":["inet","fw","forward",7],"before":[]}"#;
+        let state: InstalledState = serde_json::from_str(old).unwrap();
+        let installed = Installed::take_over(state).unwrap();
+        assert_eq!(installed.paths, Paths::default());
+        assert_eq!(installed.nft_accept.len(), 1);
+        let _ = installed.hand_over();
     }
 
     #[test]

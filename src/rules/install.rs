@@ -7,8 +7,8 @@ use super::listing::{commented_handles, exists};
 use super::nft_text::{adopt_text, nft_accept_rule, table_text};
 use super::stale::{chains_of_ours_only, remove_stale_after, remove_stale_with};
 use super::tools::{run, strs, RulesetError, Tools};
-use super::xtables::{accept_rule, queue_rules, Family, XtRule};
-use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
+use super::xtables::{accept_rules, queue_rules, Family, XtRule};
+use crate::config::{AcceptRule, Config, NftChain, Paths, RULE_COMMENT, TABLE_NAME};
 
 /// Installs everything; returns a record of what to undo.
 ///
@@ -40,8 +40,9 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
         before,
         table: false,
         labels: cfg.durable.enabled,
+        paths: cfg.paths,
         rules: Vec::new(),
-        nft_accept: None,
+        nft_accept: Vec::new(),
         done: false,
     };
     tracing::info!(?backend, "installing ftp-alg rules");
@@ -80,11 +81,14 @@ pub struct Installed {
     pub(super) table: bool,
     /// Whether it has the `labels` chain (`[durable]` on).
     pub(super) labels: bool,
+    /// The paths installed for (which chains the table has).
+    pub(super) paths: Paths,
     /// The iptables rules inserted, in insertion order.
     pub(super) rules: Vec<(Family, XtRule)>,
-    /// The accept rule inserted into the admin's nftables chain
-    /// (`accept_rule = "nft ..."`), with its handle.
-    pub(super) nft_accept: Option<(NftChain, u64)>,
+    /// The accept rules inserted into the admin's nftables chains
+    /// (`accept_rule = "nft ..."`, and `accept_rule_input`/`_output` with
+    /// `local`), each with its handle, in [`nft_accept_chains`] order.
+    pub(super) nft_accept: Vec<(NftChain, u64)>,
     /// Set once removed (or handed over), so that `Drop` does not remove.
     pub(super) done: bool,
 }
@@ -130,9 +134,11 @@ impl Installed {
                  marked {m:#010x} (`ct state new ct mark & {m:#010x} == {m:#010x} accept`)",
                 m = cfg.ct_mark
             ),
-            AcceptRule::Nft(at) => {
-                let handle = insert_nft_accept(cfg, at)?;
-                self.nft_accept = Some((at.clone(), handle));
+            AcceptRule::Nft(_) => {
+                for at in nft_accept_chains(cfg) {
+                    let handle = insert_nft_accept(cfg, &at)?;
+                    self.nft_accept.push((at, handle));
+                }
             }
         }
 
@@ -146,39 +152,40 @@ impl Installed {
         Ok(())
     }
 
-    /// `accept_rule = "iptables"`: first in filter FORWARD of each family
-    /// whose chain exists.
+    /// `accept_rule = "iptables"`: first in filter FORWARD (and INPUT,
+    /// OUTPUT with `local`) of each family whose chain exists.
     fn insert_iptables_accept(&mut self, cfg: &Config) -> Result<(), RulesetError> {
-        let mut accepted = false;
         for fam in Family::BOTH {
-            // Never create the admin's filter table: no FORWARD chain there
-            // means iptables-nft is not what filters forwarded traffic.
-            if !exists(&["chain", fam.nft_family(), "filter", "FORWARD"]) {
-                continue;
+            for rule in accept_rules(cfg, fam) {
+                // Never create the admin's filter table or chain: no such
+                // chain there means iptables-nft is not what filters
+                // that traffic.
+                if !exists(&["chain", fam.nft_family(), "filter", rule.chain]) {
+                    tracing::info!(
+                        "no iptables-nft {} filter {} chain; if your firewall drops that \
+                         traffic, add to its chain: ct state new ct mark & {m:#010x} == {m:#010x} accept",
+                        fam.nft_family(),
+                        rule.chain,
+                        m = cfg.ct_mark
+                    );
+                    continue;
+                }
+                if self.tools.get(fam).is_err() {
+                    // A hand-written nft table may use these names too;
+                    // without iptables-nft we cannot manage a rule there.
+                    // Say so instead of refusing to start.
+                    tracing::warn!(
+                        "{} filter {} exists but {}-nft was not found; add the accept \
+                         rule yourself (see `ftp-alg rules`)",
+                        fam.nft_family(),
+                        rule.chain,
+                        fam.iptables_name()
+                    );
+                    continue;
+                }
+                self.insert(fam, rule)?;
             }
-            if self.tools.get(fam).is_err() {
-                // A hand-written nft table may use these names too; without
-                // iptables-nft we cannot manage a rule there. Say so instead
-                // of refusing to start.
-                tracing::warn!(
-                    "{} filter FORWARD exists but {}-nft was not found; add the accept \
-                     rule yourself (see `ftp-alg rules`)",
-                    fam.nft_family(),
-                    fam.iptables_name()
-                );
-                continue;
-            }
-            self.insert(fam, accept_rule(cfg, fam))?;
-            accepted = true;
         }
-        if !accepted {
-            tracing::info!(
-                "no iptables-nft filter FORWARD chain; if your firewall drops forwarded \
-                 traffic, add to its forward chain: ct state new ct mark & {m:#010x} == {m:#010x} accept",
-                m = cfg.ct_mark
-            );
-        }
-
         Ok(())
     }
 
@@ -205,7 +212,7 @@ impl Installed {
         while let Some((fam, rule)) = self.rules.pop() {
             note(self.delete_xt(fam, &rule));
         }
-        if let Some((at, handle)) = self.nft_accept.take() {
+        while let Some((at, handle)) = self.nft_accept.pop() {
             note(delete_own_nft_rule(&at, handle));
         }
         if self.table {
@@ -263,6 +270,24 @@ impl Drop for Installed {
             let _ = self.undo();
         }
     }
+}
+
+/// The admin's native chains that get the accept rule with
+/// `accept_rule = "nft ..."`: that chain with the `forward` path,
+/// `accept_rule_input` and `accept_rule_output` (when set) with `local`.
+pub(super) fn nft_accept_chains(cfg: &Config) -> Vec<NftChain> {
+    let AcceptRule::Nft(forward) = &cfg.accept_rule else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    if cfg.paths.forward {
+        v.push(forward.clone());
+    }
+    if cfg.paths.local {
+        v.extend(cfg.accept_rule_input.iter().cloned());
+        v.extend(cfg.accept_rule_output.iter().cloned());
+    }
+    v
 }
 
 /// Inserts the accept rule first in `at` and returns its handle (to delete
@@ -369,5 +394,28 @@ mod tests {
         let e = validate(&c).unwrap_err();
         assert!(e.to_string().contains("ct_mark"), "{e}");
         assert_eq!(e.command(), "config");
+    }
+
+    #[test]
+    fn native_accept_chains_follow_the_paths() {
+        let names = |toml: &str| -> Vec<String> {
+            nft_accept_chains(&Config::from_toml(toml).unwrap())
+                .iter()
+                .map(|c| c.chain.clone())
+                .collect()
+        };
+        let native = "accept_rule = \"nft inet filter forward\"\n\
+                      accept_rule_input = \"nft inet filter input\"\n\
+                      accept_rule_output = \"nft inet filter output\"\n";
+        assert_eq!(names(native), ["forward"]);
+        assert_eq!(
+            names(&format!("paths = [\"forward\", \"local\"]\n{native}")),
+            ["forward", "input", "output"]
+        );
+        assert_eq!(
+            names(&format!("paths = [\"local\"]\n{native}")),
+            ["input", "output"]
+        );
+        assert!(names("paths = [\"local\"]").is_empty());
     }
 }

@@ -7,16 +7,23 @@
 //!    consume them. It is loaded with one `nft -f -` at start-up.
 //! 2. The queue rules that send FTP control packets to NFQUEUE. Their hooks
 //!    are not a matter of taste: client->server packets are queued before
-//!    conntrack (prerouting, priority raw) and server->client packets after
-//!    conntrack and DNAT (forward, priority mangle), so that conntrack sees
-//!    each direction's sequence numbers and the other direction's
-//!    acknowledgements in one sequence space after a length-changing rewrite.
-//!    Kernels with nftables' native `queue` get two more chains in our table;
-//!    kernels without it (CONFIG_NFT_QUEUE off) get the xtables NFQUEUE
-//!    target through iptables-nft / ip6tables-nft.
-//! 3. One accept rule in the admin's iptables-nft `filter FORWARD` chain (or
-//!    native chain, `accept_rule`), because an accept in our own table cannot
-//!    override a drop in theirs.
+//!    conntrack (priority raw) and server->client packets after conntrack
+//!    and DNAT (priority mangle), so that conntrack sees each direction's
+//!    sequence numbers and the other direction's acknowledgements in one
+//!    sequence space after a length-changing rewrite. The `forward` path
+//!    queues at raw PREROUTING and mangle FORWARD; the `local` path (this
+//!    host's own FTP server or client) at raw PREROUTING (the same rule),
+//!    raw OUTPUT, mangle INPUT and mangle OUTPUT; the table in `hooks`
+//!    says which direction crosses which hook, and why loopback is left out.
+//!    Kernels with nftables' native `queue` get these as chains in our
+//!    table; kernels without it (CONFIG_NFT_QUEUE off) get the xtables
+//!    NFQUEUE target through iptables-nft / ip6tables-nft. With `local`
+//!    the table also has `pinholes_out` (nat output: the pinholes of this
+//!    host's own outgoing data connections, the same rules as `pinholes`).
+//! 3. One accept rule in each of the admin's iptables-nft `filter` chains
+//!    the paths need (FORWARD; INPUT and OUTPUT with `local`), or native
+//!    chains (`accept_rule`, `accept_rule_input`, `accept_rule_output`),
+//!    because an accept in our own table cannot override a drop in theirs.
 //!
 //! Removal restores the ruleset exactly: `nft list ruleset` after
 //! [`Installed::remove`] is the text it was before [`install()`]. That includes
@@ -27,6 +34,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `hooks` | where each path queues which direction, and why |
 //! | `ports` | control ports and queue numbers as rules write them |
 //! | `nft_text` | ftp-alg's table text and the native accept rule |
 //! | `xtables` | the iptables-nft rule specs (queue rules, accept rule) |
@@ -45,6 +53,7 @@
 
 mod backend;
 mod handover;
+mod hooks;
 mod implicit;
 mod install;
 mod listing;

@@ -3,8 +3,9 @@
 //! elsewhere.
 
 use super::backend::QueueBackend;
+use super::hooks::{queue_hooks, Lo, QueueHook};
 use super::ports::{nft_ports, queue_range};
-use crate::config::{Config, RULE_COMMENT, TABLE_NAME};
+use crate::config::{Config, Paths, RULE_COMMENT, TABLE_NAME};
 
 /// Text for `nft -f` of ftp-alg's table (with the native queue chains when
 /// backend is Native).
@@ -43,37 +44,81 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
          \t\tflags timeout\n\
          \t}\n",
     );
-    // Mark first: `dnat` ends the chain. (Chain names `dnat`/`forward`
-    // would collide with nft keywords.)
-    t.push_str(&format!(
-        "\tchain pinholes {{\n\
-         \t\ttype nat hook prerouting priority dstnat - 10; policy accept;\n\
-         \t\tip saddr . ip daddr . tcp dport @pin4 delete @pin4 {{ ip saddr . ip daddr . tcp dport }} ct mark set ct mark | {mark}\n\
-         \t\tip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 {{ ip6 saddr . ip6 daddr . tcp dport }} ct mark set ct mark | {mark}\n\
-         \t\tdnat ip to ip saddr . ip daddr . tcp dport map @dnat4\n\
-         \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n\
-         \t}}\n"
+    t.push_str(&pinhole_chain(
+        "pinholes",
+        "type nat hook prerouting priority dstnat - 10",
+        &mark,
     ));
+    if cfg.paths.local {
+        // This host's own outgoing data connections (a local server's
+        // active mode, a local client's passive mode) never cross
+        // prerouting: the same rules at nat output, before the admin's
+        // output filter. (`dstnat` names no priority at output in an inet
+        // table for nft 1.0.6; -110 is the same number.)
+        t.push_str(&pinhole_chain(
+            "pinholes_out",
+            "type nat hook output priority -110",
+            &mark,
+        ));
+    }
     t.push_str(&labels_chain(cfg));
     if backend == QueueBackend::Native {
         let ports = nft_ports(&cfg.control_ports);
         let q = queue_range(cfg);
         let bypass = if cfg.queue_bypass { " bypass" } else { "" };
-        t.push_str(&format!(
-            "\tchain queue_to_server {{\n\
-             \t\ttype filter hook prerouting priority raw; policy accept;\n\
-             \t\ttcp dport {ports} queue num {q}{bypass}\n\
-             \t}}\n\
-             \tchain queue_to_client {{\n\
-             \t\ttype filter hook forward priority mangle; policy accept;\n\
-             {hold}\
-             \t\ttcp sport {ports} queue num {q}{bypass}\n\
-             \t}}\n",
-            hold = native_hold(cfg, &ports, &q),
-        ));
+        for hook in queue_hooks(cfg.paths) {
+            let hold = if hook.hold {
+                native_hold(cfg, &ports, &q)
+            } else {
+                String::new()
+            };
+            t.push_str(&format!(
+                "\tchain {name} {{\n\
+                 \t\ttype filter hook {h} priority {prio}; policy accept;\n\
+                 {hold}\
+                 \t\t{m}tcp {dir}port {ports} queue num {q}{bypass}\n\
+                 \t}}\n",
+                name = hook.nft_chain,
+                h = hook.nft_hook,
+                prio = hook.nft_priority,
+                m = native_hook_match(&hook),
+                dir = hook.toward.port_letter(),
+            ));
+        }
     }
     t.push_str("}\n");
     t
+}
+
+/// One chain consuming pinholes at `hook` (the text after `type`): the
+/// same rules for prerouting and, with `local`, output. Mark first: `dnat`
+/// ends the chain. (Chain names `dnat`/`forward` would collide with nft
+/// keywords.)
+fn pinhole_chain(name: &str, hook: &str, mark: &str) -> String {
+    format!(
+        "\tchain {name} {{\n\
+         \t\t{hook}; policy accept;\n\
+         \t\tip saddr . ip daddr . tcp dport @pin4 delete @pin4 {{ ip saddr . ip daddr . tcp dport }} ct mark set ct mark | {mark}\n\
+         \t\tip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 {{ ip6 saddr . ip6 daddr . tcp dport }} ct mark set ct mark | {mark}\n\
+         \t\tdnat ip to ip saddr . ip daddr . tcp dport map @dnat4\n\
+         \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n\
+         \t}}\n"
+    )
+}
+
+/// The native form of `xtables::hook_match`: loopback excluded, and only
+/// this host's addresses for raw PREROUTING with `local` alone.
+fn native_hook_match(hook: &QueueHook) -> String {
+    let mut m = String::new();
+    match hook.lo {
+        Some(Lo::In) => m.push_str("iifname != \"lo\" "),
+        Some(Lo::Out) => m.push_str("oifname != \"lo\" "),
+        None => {}
+    }
+    if hook.local_dst {
+        m.push_str("fib daddr type local ");
+    }
+    m
 }
 
 /// The chain `labels` (with `[durable]` on, `docs/durable.md`): hooked
@@ -129,6 +174,7 @@ pub(super) fn adopt_text(table: &str, existing: &[String]) -> String {
 pub(super) fn table_objects(
     backend: QueueBackend,
     labels: bool,
+    paths: Paths,
 ) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
         ("set", "pin4"),
@@ -137,11 +183,14 @@ pub(super) fn table_objects(
         ("map", "dnat6"),
         ("chain", "pinholes"),
     ];
+    if paths.local {
+        v.push(("chain", "pinholes_out"));
+    }
     if labels {
         v.push(("chain", "labels"));
     }
     if backend == QueueBackend::Native {
-        v.extend([("chain", "queue_to_server"), ("chain", "queue_to_client")]);
+        v.extend(queue_hooks(paths).iter().map(|h| ("chain", h.nft_chain)));
     }
     v
 }
@@ -228,7 +277,7 @@ mod tests {
             format!(
                 "{}\tchain queue_to_server {{\n\
                  \t\ttype filter hook prerouting priority raw; policy accept;\n\
-                 \t\ttcp dport 21 queue num 21 bypass\n\
+                 \t\tiifname != \"lo\" tcp dport 21 queue num 21 bypass\n\
                  \t}}\n\
                  \tchain queue_to_client {{\n\
                  \t\ttype filter hook forward priority mangle; policy accept;\n\
@@ -239,19 +288,61 @@ mod tests {
         );
     }
 
+    fn local(forward: bool) -> Config {
+        Config {
+            paths: Paths {
+                forward,
+                local: true,
+            },
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn local_table_is_the_documented_text() {
+        assert_eq!(
+            table_text(&local(false), QueueBackend::Native),
+            include_str!("testdata/table_paths_local_native.nft")
+        );
+        // The output chain consumes pinholes with the very rules of the
+        // prerouting one; only its hook differs.
+        let t = table_text(&local(true), QueueBackend::Xtables);
+        let body = |name: &str| {
+            let start = t.find(&format!("\tchain {name} {{\n")).unwrap();
+            let rest = &t[start..];
+            let rules = rest.find(";\n").unwrap() + 2;
+            rest[rules..rest.find("\t}\n").unwrap()].to_string()
+        };
+        assert!(body("pinholes").contains("@pin4"), "{t}");
+        assert_eq!(body("pinholes"), body("pinholes_out"));
+        assert!(t.contains("\tchain pinholes_out {\n\t\ttype nat hook output priority -110;"));
+        // Without local, no output chain of ftp-alg's at all.
+        let f = table_text(&Config::default(), QueueBackend::Native);
+        assert!(
+            !f.contains("hook output") && !f.contains("hook input"),
+            "{f}"
+        );
+    }
+
     #[test]
     fn table_objects_are_the_ones_declared() {
-        for backend in [QueueBackend::Xtables, QueueBackend::Native] {
-            let t = table_text(&Config::default(), backend);
+        for (backend, cfg) in [
+            (QueueBackend::Xtables, Config::default()),
+            (QueueBackend::Native, Config::default()),
+            (QueueBackend::Xtables, local(false)),
+            (QueueBackend::Native, local(false)),
+            (QueueBackend::Native, local(true)),
+        ] {
+            let t = table_text(&cfg, backend);
             let declared: Vec<&str> = t
                 .lines()
                 .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t") && l != &"\t}")
                 .collect();
-            let want: Vec<String> = table_objects(backend, true)
+            let want: Vec<String> = table_objects(backend, true, cfg.paths)
                 .iter()
                 .map(|(kind, name)| format!("\t{kind} {name} {{"))
                 .collect();
-            assert_eq!(declared, want, "{backend:?}");
+            assert_eq!(declared, want, "{backend:?} {}", cfg.paths);
         }
     }
 

@@ -33,7 +33,7 @@ pub enum Missing {
         family: &'static str,
         /// `raw` or `mangle`.
         table: &'static str,
-        /// `PREROUTING` or `FORWARD`.
+        /// `PREROUTING`, `FORWARD`, `INPUT` or `OUTPUT`.
         chain: &'static str,
     },
     /// The accept rule for pinholed connections: they meet the admin's drop.
@@ -87,8 +87,8 @@ impl Missing {
 pub(super) enum Piece {
     /// The table or one of its objects.
     Table,
-    /// The accept rule in the admin's native chain.
-    NftAccept,
+    /// `Installed::nft_accept[i]`, an accept rule in an admin's native chain.
+    NftAccept(usize),
     /// `Installed::rules[i]`.
     Xt(usize),
 }
@@ -115,14 +115,14 @@ impl Installed {
             if !live.has_table("inet", TABLE_NAME) {
                 out.push((Missing::Table, Piece::Table));
             } else {
-                for (kind, name) in table_objects(self.backend, self.labels) {
+                for (kind, name) in table_objects(self.backend, self.labels, self.paths) {
                     if !live.has_object("inet", TABLE_NAME, kind, name) {
                         out.push((Missing::TableObject { kind, name }, Piece::Table));
                     }
                 }
             }
         }
-        if let Some((at, handle)) = &self.nft_accept {
+        for (i, (at, handle)) in self.nft_accept.iter().enumerate() {
             // By handle AND comment: a chain deleted and created again
             // numbers its rules from 1, so the handle alone may now name
             // one of the admin's rules.
@@ -133,7 +133,7 @@ impl Installed {
                     table: at.table.clone(),
                     chain: at.chain.clone(),
                 };
-                out.push((missing, Piece::NftAccept));
+                out.push((missing, Piece::NftAccept(i)));
             }
         }
         for (i, (fam, rule)) in self.rules.iter().enumerate() {

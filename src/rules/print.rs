@@ -3,16 +3,18 @@
 //! built from the same pieces the installer loads.
 
 use super::backend::QueueBackend;
+use super::hooks::{accept_chains, queue_hooks};
 use super::nft_text::table_text;
 use super::ports::{dedup_ports, queue_range};
-use super::xtables::{accept_rule, queue_rules, Family};
+use super::xtables::{accept_rules, queue_rules, Family};
 use crate::config::{Config, TABLE_NAME};
 
-/// What `ftp-alg rules` prints: for an iptables-nft gateway (table text +
-/// iptables/ip6tables commands + accept rule) and for a native nftables
-/// gateway (table text with queue chains + the one-line accept rule to add to
-/// the admin's own forward chain, e.g.
-/// `ct state new ct mark & 0x01000000 == 0x01000000 accept`). Readable,
+/// What `ftp-alg rules` prints: for an iptables-nft firewall (table text +
+/// iptables/ip6tables commands + accept rules) and for a native nftables
+/// firewall (table text with queue chains + the one-line accept rule to add
+/// to the admin's own chains, e.g.
+/// `ct state new ct mark & 0x01000000 == 0x01000000 accept`), for the paths
+/// configured: each queue hook is named with what crosses it. Readable,
 /// commented with `#` lines.
 pub fn describe(cfg: &Config) -> String {
     let ports = dedup_ports(&cfg.control_ports);
@@ -20,10 +22,11 @@ pub fn describe(cfg: &Config) -> String {
     let mark = format!("{:#010x}", cfg.ct_mark);
     let mut s = String::new();
     s.push_str(&format!(
-        "# Rules ftp-alg needs (control ports {}, queue {}, conntrack mark {mark}).\n\
+        "# Rules ftp-alg needs (paths {}, control ports {}, queue {}, conntrack mark {mark}).\n\
          # With install_rules = true ftp-alg installs them itself at start and\n\
-         # removes them at exit; otherwise install the variant that fits this gateway.\n\
+         # removes them at exit; otherwise install the variant that fits this host.\n\
          #\n",
+        cfg.paths,
         port_list.join(", "),
         queue_range(cfg)
     ));
@@ -39,41 +42,50 @@ pub fn describe(cfg: &Config) -> String {
     s.push_str(
         "#\n\
          # 1.2 Queue the FTP control packets to ftp-alg. Client->server packets are\n\
-         #     queued before conntrack (raw PREROUTING), server->client packets after\n\
-         #     conntrack and DNAT (mangle FORWARD): this split keeps conntrack's view\n\
-         #     of the TCP sequence numbers consistent after a rewrite changes a length.\n\
-         #     --queue-bypass lets the packets pass while ftp-alg is not running.\n",
+         #     queued before conntrack (raw), server->client packets after it (mangle):\n\
+         #     this split keeps conntrack's view of the TCP sequence numbers consistent\n\
+         #     after a rewrite changes a length. Loopback is never queued.\n",
     );
+    for h in queue_hooks(cfg.paths) {
+        s.push_str(&format!("#       {} {}: {}\n", h.table, h.chain, h.what));
+    }
+    s.push_str("#     --queue-bypass lets the packets pass while ftp-alg is not running.\n");
     for fam in Family::BOTH {
         for r in queue_rules(cfg, fam) {
             s.push_str(&shell_line(fam.iptables_name(), &r.insert_args()));
         }
     }
-    s.push_str(
+    let chains = accept_chains(cfg.paths).join(", ");
+    s.push_str(&format!(
         "#\n\
-         # 1.3 Accept the pinholed data connections: first in filter FORWARD, before any\n\
-         #     drop (ftp-alg marks exactly one NEW connection per pinhole).\n",
-    );
+         # 1.3 Accept the pinholed data connections: first in filter {chains}, before\n\
+         #     any drop (ftp-alg marks exactly one NEW connection per pinhole).\n",
+    ));
     for fam in Family::BOTH {
-        s.push_str(&shell_line(
-            fam.iptables_name(),
-            &accept_rule(cfg, fam).insert_args(),
-        ));
+        for r in accept_rules(cfg, fam) {
+            s.push_str(&shell_line(fam.iptables_name(), &r.insert_args()));
+        }
     }
 
+    let nft_chains = native_chain_names(cfg);
     s.push_str(
         "#\n\
          # ===== Variant 2: the firewall is native nftables (and the kernel has `queue`) =====\n\
          #\n\
-         # 2.1 ftp-alg's table, including the two queue chains (same hooks and reasons\n\
+         # 2.1 ftp-alg's table, including its queue chains (same hooks and reasons\n\
          #     as in 1.2). Load it with: nft -f FILE\n",
     );
     s.push_str(&table_text(cfg, QueueBackend::Native));
-    s.push_str(
+    s.push_str(&format!(
         "#\n\
-         # 2.2 Add this rule to your own forward filter chain, before any rule that drops\n\
-         #     (or let ftp-alg insert it there: accept_rule = \"nft inet filter forward\"):\n",
-    );
+         # 2.2 Add this rule first in your own filter chains ({nft_chains}), before any\n\
+         #     rule that drops; or let ftp-alg insert it there: accept_rule = \"nft inet filter forward\"\n",
+    ));
+    if cfg.paths.local {
+        s.push_str(
+            "#     with accept_rule_input (and accept_rule_output) naming your input (output) chain:\n",
+        );
+    }
     s.push_str(&format!("ct state new ct mark & {mark} == {mark} accept\n"));
     s
 }
@@ -121,7 +133,7 @@ pub fn deploy_file(cfg: &Config, file: DeployFile) -> String {
              # {what}\n\
              # Load: {load}\n\
              # Use with install_rules = false (ftp-alg --no-install-rules), and load\n\
-             # it again after changing control_ports, queue, queue_bypass or ct_mark.\n",
+             # it again after changing paths, control_ports, queue, queue_bypass or ct_mark.\n",
             file.name(),
             file.name()
         )
@@ -132,7 +144,7 @@ pub fn deploy_file(cfg: &Config, file: DeployFile) -> String {
     match file {
         DeployFile::IptablesTable => {
             header(
-                "iptables-nft gateway, 1 of 3: ftp-alg's table (pinhole sets, DNAT maps, the chains using them).",
+                "iptables-nft firewall, 1 of 3: ftp-alg's table (pinhole sets, DNAT maps, the chains using them).",
                 "nft -f iptables-nft.nft   (first; then the two iptables-restore files)",
             ) + &replace
                 + &table_text(cfg, QueueBackend::Xtables)
@@ -145,14 +157,16 @@ pub fn deploy_file(cfg: &Config, file: DeployFile) -> String {
             };
             let mut t = header(
                 &format!(
-                    "iptables-nft gateway, {n} of 3: queue rules (raw PREROUTING to the server, mangle\n\
-                     # FORWARD to the client) and the accept rule, first in filter FORWARD, for\n\
-                     # new connections ftp-alg's pinholes marked {mark}."
+                    "iptables-nft firewall, {n} of 3: queue rules (raw to the server, mangle to the\n\
+                     # client; paths {paths}) and the accept rule, first in filter {chains}, for\n\
+                     # new connections ftp-alg's pinholes marked {mark}.",
+                    paths = cfg.paths,
+                    chains = accept_chains(cfg.paths).join(", "),
                 ),
                 &format!("{tool} --noflush < {}", file.name()),
             );
             let mut rules = queue_rules(cfg, fam);
-            rules.push(accept_rule(cfg, fam));
+            rules.extend(accept_rules(cfg, fam));
             for table in ["raw", "mangle", "filter"] {
                 t.push_str(&format!("*{table}\n"));
                 for r in rules.iter().filter(|r| r.table == table) {
@@ -165,16 +179,27 @@ pub fn deploy_file(cfg: &Config, file: DeployFile) -> String {
         }
         DeployFile::Nftables => {
             header(
-                "native nftables gateway: ftp-alg's table, with its two queue chains.",
+                "native nftables firewall: ftp-alg's table, with its queue chains.",
                 "nft -f nftables.nft",
             ) + &format!(
-                "# Then accept the marked connections in your own forward filter chain, before\n\
-                 # any rule that drops (or set accept_rule = \"nft FAMILY TABLE CHAIN\"):\n\
-                 #   ct state new ct mark & {mark} == {mark} accept\n"
+                "# Then accept the marked connections in your own filter chains ({chains}),\n\
+                 # before any rule that drops (or set accept_rule = \"nft FAMILY TABLE CHAIN\"):\n\
+                 #   ct state new ct mark & {mark} == {mark} accept\n",
+                chains = native_chain_names(cfg),
             ) + &replace
                 + &table_text(cfg, QueueBackend::Native)
         }
     }
+}
+
+/// The admin's chains for the accept rule, as a native ruleset names them
+/// (`forward, input, output`).
+fn native_chain_names(cfg: &Config) -> String {
+    accept_chains(cfg.paths)
+        .iter()
+        .map(|c| c.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A command line for printing: words quoted only when a shell needs it.
@@ -184,7 +209,7 @@ fn shell_line(prog: &str, args: &[String]) -> String {
         s.push(' ');
         let plain = !a.is_empty()
             && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./,:=+@%".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "-_./,:=+@%!".contains(c));
         if plain {
             s.push_str(a);
         } else {
@@ -212,6 +237,20 @@ mod tests {
         assert_eq!(
             describe(&c),
             include_str!("testdata/describe_ports_21_990.txt")
+        );
+    }
+
+    #[test]
+    fn host_mode_is_the_documented_text() {
+        let mut c = Config::default();
+        c.paths.local = true;
+        assert_eq!(
+            describe(&c),
+            include_str!("testdata/describe_paths_forward_local.txt")
+        );
+        assert_eq!(
+            deploy_file(&c, DeployFile::IptablesV4),
+            include_str!("testdata/deploy_paths_forward_local.rules.v4")
         );
     }
 

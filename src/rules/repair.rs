@@ -53,7 +53,7 @@ impl Installed {
                     out.table_reloaded = r.is_ok();
                     r
                 }
-                Piece::NftAccept => self.reinsert_nft_accept(cfg),
+                Piece::NftAccept(i) => self.reinsert_nft_accept(cfg, i),
                 Piece::Xt(i) => {
                     if !narrowed_snapshots {
                         // Before iptables-nft creates tables again.
@@ -83,18 +83,18 @@ impl Installed {
         run("nft", &["-f", "-"], Some(&text)).map(drop)
     }
 
-    /// The accept rule in the admin's native chain, with its new handle.
-    fn reinsert_nft_accept(&mut self, cfg: &Config) -> Result<(), RulesetError> {
-        let Some((at, _)) = self.nft_accept.clone() else {
+    /// Accept rule `i` in the admin's native chain, with its new handle.
+    fn reinsert_nft_accept(&mut self, cfg: &Config, i: usize) -> Result<(), RulesetError> {
+        let Some((at, _)) = self.nft_accept.get(i).cloned() else {
             return Ok(());
         };
         let handle = insert_nft_accept(cfg, &at)?;
-        self.nft_accept = Some((at, handle));
+        self.nft_accept[i] = (at, handle);
         Ok(())
     }
 
-    /// One xtables rule, with the same spec (so removal finds it). The
-    /// accept rule goes back only into an admin's filter FORWARD chain that
+    /// One xtables rule, with the same spec (so removal finds it). An
+    /// accept rule goes back only into an admin's filter chain that
     /// still exists: `iptables -I` would create it, policy accept.
     fn reinsert_xt(&self, i: usize) -> Result<(), RulesetError> {
         let Some((fam, rule)) = self.rules.get(i) else {

@@ -7,7 +7,7 @@ use super::implicit::delete_empty;
 use super::install::delete_nft_rule;
 use super::listing::{commented_handles, exists, list_table, ChainState};
 use super::tools::{run, strs, RulesetError, Tools};
-use super::xtables::{accept_rule, queue_rules, Family, XtRule};
+use super::xtables::{accept_rules, queue_rules, Family, XtRule};
 use crate::config::{AcceptRule, Config, NftChain, RULE_COMMENT, TABLE_NAME};
 
 /// Removes what a killed instance of ftp-alg left behind: the table
@@ -33,7 +33,12 @@ pub(super) fn remove_stale_with(
 ) -> Result<bool, RulesetError> {
     let mut found = false;
     if let AcceptRule::Nft(at) = &cfg.accept_rule {
-        found |= remove_stale_nft_accept(at)?;
+        // Every chain configured, whatever the paths: a killed instance
+        // may have run with others.
+        let local = [&cfg.accept_rule_input, &cfg.accept_rule_output];
+        for at in std::iter::once(at).chain(local.into_iter().flatten()) {
+            found |= remove_stale_nft_accept(at)?;
+        }
     }
     if adopting {
         return Ok(found);
@@ -149,7 +154,10 @@ fn remove_stale_xtables(
             // A table with rules iptables cannot parse ("incompatible")
             // still takes -I and -D: delete what this config would add.
             tracing::debug!("cannot list {table} ({e}); deleting by rule spec");
-            if ahead("PREROUTING") + ahead("FORWARD") > 0 {
+            if ["PREROUTING", "FORWARD", "INPUT", "OUTPUT"]
+                .iter()
+                .any(|c| ahead(c) > 0)
+            {
                 // By spec the first copy, our own, would go.
                 tracing::warn!("cannot list {table}; stale ftp-alg rules there are left in place");
                 return Ok(false);
@@ -189,7 +197,7 @@ fn remove_stale_xtables(
 /// any was there. Bounded: one stale copy per killed instance is expected.
 fn remove_stale_by_spec(cfg: &Config, fam: Family, bin: &Path, table: &str) -> bool {
     let mut rules = queue_rules(cfg, fam);
-    rules.push(accept_rule(cfg, fam));
+    rules.extend(accept_rules(cfg, fam));
     let mut found = false;
     for r in rules.iter().filter(|r| r.table == table) {
         for _ in 0..16 {

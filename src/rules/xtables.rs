@@ -1,8 +1,10 @@
 //! The xtables rule specs ftp-alg gives iptables-nft / ip6tables-nft: the
 //! NFQUEUE rules (for kernels without nftables' native `queue`) and the
-//! accept rule for the admin's `filter FORWARD` chain. Pure: argument lists
+//! accept rules for the admin's `filter` chains (FORWARD; INPUT and OUTPUT
+//! with the `local` path). Pure: argument lists
 //! only, run elsewhere.
 
+use super::hooks::{accept_chains, queue_hooks, Lo, QueueHook, Toward};
 use super::ports::{dedup_ports, queue_range};
 use crate::config::{Config, RULE_COMMENT};
 
@@ -88,61 +90,94 @@ impl XtRule {
     }
 }
 
-/// The xtables queue rules for one family (see the module doc of
-/// `rules` for why these hooks). Several ports use `multiport`, 15 ports
-/// per rule at most.
+/// The xtables queue rules for one family, at the hooks `cfg.paths`
+/// needs (see `hooks` for why there). Several ports use `multiport`, 15
+/// ports per rule at most.
 pub(super) fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
     let ports = dedup_ports(&cfg.control_ports);
+    let hooks = queue_hooks(cfg.paths);
     let mut out = Vec::new();
-    for (table, chain, dir) in [("raw", "PREROUTING", "d"), ("mangle", "FORWARD", "s")] {
+    for hook in &hooks {
         for chunk in ports.chunks(MULTIPORT_MAX) {
-            let mut spec = vec!["-p".to_string(), "tcp".to_string()];
-            if let [one] = chunk {
-                spec.push(format!("--{dir}port"));
-                spec.push(one.to_string());
-            } else {
-                let list: Vec<String> = chunk.iter().map(u16::to_string).collect();
-                spec.extend(["-m".to_string(), "multiport".to_string()]);
-                spec.push(format!("--{dir}ports"));
-                spec.push(list.join(","));
-            }
+            let mut spec = hook_match(hook);
+            spec.extend(port_match(chunk, hook.toward));
             spec.extend(comment_spec());
-            spec.extend(["-j", "NFQUEUE"].map(String::from));
-            // Several queues: the kernel picks one per flow by a hash of
-            // its addresses (each direction always hashes alike, so its
-            // packets stay in order; the workers share the engine).
-            if cfg.queues > 1 {
-                spec.push("--queue-balance".to_string());
-                spec.push(queue_range(cfg).replace('-', ":"));
-            } else {
-                spec.push("--queue-num".to_string());
-                spec.push(cfg.queue_num.to_string());
-            }
+            spec.extend(queue_target(cfg));
             if cfg.queue_bypass {
                 // Let control traffic pass (unhelped) while ftp-alg is down.
                 spec.push("--queue-bypass".to_string());
             }
             out.push(XtRule {
-                table,
-                chain,
+                table: hook.table,
+                chain: hook.chain,
                 position: None,
                 spec,
             });
         }
     }
-    out.extend(hold_rules(cfg, &ports));
+    for hook in hooks.iter().filter(|h| h.hold) {
+        out.extend(hold_rules(cfg, &ports, hook.chain));
+    }
     out
 }
 
+/// The loopback exclusion and local-destination restriction of a hook.
+fn hook_match(hook: &QueueHook) -> Vec<String> {
+    let mut spec = Vec::new();
+    match hook.lo {
+        Some(Lo::In) => spec.extend(["!", "-i", "lo"].map(String::from)),
+        Some(Lo::Out) => spec.extend(["!", "-o", "lo"].map(String::from)),
+        None => {}
+    }
+    spec.extend(["-p", "tcp"].map(String::from));
+    if hook.local_dst {
+        spec.extend(["-m", "addrtype", "--dst-type", "LOCAL"].map(String::from));
+    }
+    spec
+}
+
+/// `--dport P` or `-m multiport --dports P1,P2` (sport toward the client).
+fn port_match(chunk: &[u16], toward: Toward) -> Vec<String> {
+    let dir = toward.port_letter();
+    if let [one] = chunk {
+        vec![format!("--{dir}port"), one.to_string()]
+    } else {
+        let list: Vec<String> = chunk.iter().map(u16::to_string).collect();
+        vec![
+            "-m".to_string(),
+            "multiport".to_string(),
+            format!("--{dir}ports"),
+            list.join(","),
+        ]
+    }
+}
+
+/// `-j NFQUEUE` with the queue number or range, without bypass.
+fn queue_target(cfg: &Config) -> Vec<String> {
+    let mut spec: Vec<String> = ["-j", "NFQUEUE"].map(String::from).to_vec();
+    // Several queues: the kernel picks one per flow by a hash of
+    // its addresses (each direction always hashes alike, so its
+    // packets stay in order; the workers share the engine).
+    if cfg.queues > 1 {
+        spec.push("--queue-balance".to_string());
+        spec.push(queue_range(cfg).replace('-', ":"));
+    } else {
+        spec.push("--queue-num".to_string());
+        spec.push(cfg.queue_num.to_string());
+    }
+    spec
+}
+
 /// With `[durable]` on (`docs/durable.md`): the rules that keep an edited
-/// stream from passing unadjusted while no instance runs. Inserted at the
-/// head of mangle FORWARD after the queue rule there, so they come before
-/// it: a client's packet of a connection marked edited that no instance
-/// saw (queued at raw PREROUTING with bypass, so without the seen mark) is
-/// dropped; a server's packet of such a connection is queued without bypass
-/// (dropped while nobody listens). TCP retransmits both. They sit in a
-/// chain every forwarded packet crosses anyway: no extra hook.
-fn hold_rules(cfg: &Config, ports: &[u16]) -> Vec<XtRule> {
+/// stream from passing unadjusted while no instance runs, for one mangle
+/// chain (FORWARD, or INPUT/OUTPUT with the `local` path). Inserted at the
+/// head of the chain after the queue rule there, so they come before it: a
+/// client's packet of a connection marked edited that no instance saw
+/// (queued at raw PREROUTING or raw OUTPUT with bypass, so without the seen
+/// mark) is dropped; a server's packet of such a connection is queued
+/// without bypass (dropped while nobody listens). TCP retransmits both.
+/// They sit in a chain those packets cross anyway: no extra hook.
+fn hold_rules(cfg: &Config, ports: &[u16], chain: &'static str) -> Vec<XtRule> {
     let d = &cfg.durable;
     if !d.enabled {
         return Vec::new();
@@ -153,37 +188,22 @@ fn hold_rules(cfg: &Config, ports: &[u16]) -> Vec<XtRule> {
     let unseen = format!("0x0/{:#x}", d.seen_mark);
     let mut out = Vec::new();
     for chunk in ports.chunks(MULTIPORT_MAX) {
-        for dir in ["d", "s"] {
+        for toward in [Toward::Server, Toward::Client] {
             let mut spec = vec!["-p".to_string(), "tcp".to_string()];
-            if let [one] = chunk {
-                spec.push(format!("--{dir}port"));
-                spec.push(one.to_string());
-            } else {
-                let list: Vec<String> = chunk.iter().map(u16::to_string).collect();
-                spec.extend(["-m".to_string(), "multiport".to_string()]);
-                spec.push(format!("--{dir}ports"));
-                spec.push(list.join(","));
-            }
+            spec.extend(port_match(chunk, toward));
             spec.extend(["-m", "connmark", "--mark", &edited].map(String::from));
-            if dir == "d" {
+            if toward == Toward::Server {
                 spec.extend(["-m", "mark", "--mark", &unseen].map(String::from));
             }
             spec.extend(comment_spec());
-            if dir == "d" {
+            if toward == Toward::Server {
                 spec.extend(["-j", "DROP"].map(String::from));
             } else {
-                spec.extend(["-j", "NFQUEUE"].map(String::from));
-                if cfg.queues > 1 {
-                    spec.push("--queue-balance".to_string());
-                    spec.push(queue_range(cfg).replace('-', ":"));
-                } else {
-                    spec.push("--queue-num".to_string());
-                    spec.push(cfg.queue_num.to_string());
-                }
+                spec.extend(queue_target(cfg));
             }
             out.push(XtRule {
                 table: "mangle",
-                chain: "FORWARD",
+                chain,
                 position: None,
                 spec,
             });
@@ -192,8 +212,9 @@ fn hold_rules(cfg: &Config, ports: &[u16]) -> Vec<XtRule> {
     out
 }
 
-/// The accept rule for the admin's filter FORWARD chain.
-pub(super) fn accept_rule(cfg: &Config, _fam: Family) -> XtRule {
+/// The accept rules for the admin's filter chains, one per chain
+/// `cfg.paths` needs (FORWARD; INPUT and OUTPUT for `local`).
+pub(super) fn accept_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
     let m = format!("{:#x}/{:#x}", cfg.ct_mark, cfg.ct_mark);
     let mut spec: Vec<String> = [
         "-m",
@@ -209,12 +230,15 @@ pub(super) fn accept_rule(cfg: &Config, _fam: Family) -> XtRule {
     spec.push(m);
     spec.extend(comment_spec());
     spec.extend(["-j", "ACCEPT"].map(String::from));
-    XtRule {
-        table: "filter",
-        chain: "FORWARD",
-        position: Some(1),
-        spec,
-    }
+    accept_chains(cfg.paths)
+        .into_iter()
+        .map(|chain| XtRule {
+            table: "filter",
+            chain,
+            position: Some(1),
+            spec: spec.clone(),
+        })
+        .collect()
 }
 
 /// Every rule of ftp-alg's carries this comment, so that a stale copy is
@@ -269,7 +293,7 @@ mod tests {
         assert_eq!(
             lines(&r, XtRule::insert_args),
             [
-                "-t raw -I PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                "-t raw -I PREROUTING ! -i lo -p tcp --dport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
                 "-t mangle -I FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
@@ -278,7 +302,7 @@ mod tests {
         assert_eq!(
             lines(&r, XtRule::delete_args),
             [
-                "-t raw -D PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                "-t raw -D PREROUTING ! -i lo -p tcp --dport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
                 "-t mangle -D FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
@@ -287,7 +311,7 @@ mod tests {
         assert_eq!(
             lines(&r, XtRule::check_args),
             [
-                "-t raw -C PREROUTING -p tcp --dport 21 -m comment --comment ftp-alg \
+                "-t raw -C PREROUTING ! -i lo -p tcp --dport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
                 "-t mangle -C FORWARD -p tcp --sport 21 -m comment --comment ftp-alg \
                  -j NFQUEUE --queue-num 21 --queue-bypass",
@@ -304,7 +328,7 @@ mod tests {
         assert_eq!(
             lines(&r, XtRule::insert_args),
             [
-                "-t raw -I PREROUTING -p tcp -m multiport --dports 21,2121 \
+                "-t raw -I PREROUTING ! -i lo -p tcp -m multiport --dports 21,2121 \
                  -m comment --comment ftp-alg -j NFQUEUE --queue-balance 7:10",
                 "-t mangle -I FORWARD -p tcp -m multiport --sports 21,2121 \
                  -m comment --comment ftp-alg -j NFQUEUE --queue-balance 7:10",
@@ -320,23 +344,100 @@ mod tests {
         assert_eq!(
             lines(&r, XtRule::insert_args),
             [
-                format!("-t raw -I PREROUTING -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 {tail}"),
-                format!("-t raw -I PREROUTING -p tcp -m multiport --dports 16,17,18,19,20 {tail}"),
+                format!("-t raw -I PREROUTING ! -i lo -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 {tail}"),
+                format!("-t raw -I PREROUTING ! -i lo -p tcp -m multiport --dports 16,17,18,19,20 {tail}"),
                 format!("-t mangle -I FORWARD -p tcp -m multiport --sports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 {tail}"),
                 format!("-t mangle -I FORWARD -p tcp -m multiport --sports 16,17,18,19,20 {tail}"),
             ]
         );
     }
 
+    fn with_paths(forward: bool, local: bool) -> Config {
+        Config {
+            paths: crate::config::Paths { forward, local },
+            ..plain()
+        }
+    }
+
+    #[test]
+    fn local_path_queues_at_output_input_and_output() {
+        let tail = "-m comment --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass";
+        assert_eq!(
+            lines(&queue_rules(&with_paths(false, true), Family::V4), XtRule::insert_args),
+            [
+                // Alone, only to this host's addresses: a forwarded
+                // session's other direction is queued nowhere.
+                format!("-t raw -I PREROUTING ! -i lo -p tcp -m addrtype --dst-type LOCAL --dport 21 {tail}"),
+                format!("-t raw -I OUTPUT ! -o lo -p tcp --dport 21 {tail}"),
+                format!("-t mangle -I INPUT ! -i lo -p tcp --sport 21 {tail}"),
+                format!("-t mangle -I OUTPUT ! -o lo -p tcp --sport 21 {tail}"),
+            ]
+        );
+        assert_eq!(
+            lines(
+                &queue_rules(&with_paths(true, true), Family::V6),
+                XtRule::insert_args
+            ),
+            [
+                format!("-t raw -I PREROUTING ! -i lo -p tcp --dport 21 {tail}"),
+                format!("-t mangle -I FORWARD -p tcp --sport 21 {tail}"),
+                format!("-t raw -I OUTPUT ! -o lo -p tcp --dport 21 {tail}"),
+                format!("-t mangle -I INPUT ! -i lo -p tcp --sport 21 {tail}"),
+                format!("-t mangle -I OUTPUT ! -o lo -p tcp --sport 21 {tail}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn local_holds_go_into_mangle_input_and_output() {
+        let mut c = Config::default();
+        c.paths.local = true;
+        let held: Vec<String> = queue_rules(&c, Family::V4)
+            .iter()
+            .filter(|r| r.spec.iter().any(|w| w == "connmark"))
+            .map(|r| format!("{} {} {}", r.table, r.chain, r.spec.last().unwrap()))
+            .collect();
+        // Each chain: the drop of an unseen client->server packet, the
+        // queue without bypass of a server->client one.
+        assert_eq!(
+            held,
+            [
+                "mangle FORWARD DROP",
+                "mangle FORWARD 21",
+                "mangle INPUT DROP",
+                "mangle INPUT 21",
+                "mangle OUTPUT DROP",
+                "mangle OUTPUT 21",
+            ]
+        );
+    }
+
+    #[test]
+    fn accept_rules_go_into_input_and_output_with_local() {
+        let chains = |c: &Config| -> Vec<&str> {
+            accept_rules(c, Family::V4)
+                .iter()
+                .map(|r| r.chain)
+                .collect()
+        };
+        assert_eq!(chains(&with_paths(true, false)), ["FORWARD"]);
+        assert_eq!(chains(&with_paths(false, true)), ["INPUT", "OUTPUT"]);
+        let all = accept_rules(&with_paths(true, true), Family::V6);
+        assert_eq!(all.len(), 3);
+        assert!(all
+            .iter()
+            .all(|r| r.spec == all[0].spec && r.position == Some(1)));
+    }
+
     #[test]
     fn accept_rule_uses_the_mark_and_comes_first() {
-        let a = accept_rule(&Config::default(), Family::V4);
+        let a = accept_rules(&Config::default(), Family::V4).remove(0);
         assert_eq!(
             a.insert_args().join(" "),
             "-t filter -I FORWARD 1 -m conntrack --ctstate NEW -m connmark \
              --mark 0x1000000/0x1000000 -m comment --comment ftp-alg -j ACCEPT"
         );
-        let a = accept_rule(&cfg(&[21]), Family::V6);
+        let a = accept_rules(&cfg(&[21]), Family::V6).remove(0);
         assert_eq!(
             a.delete_args().join(" "),
             "-t filter -D FORWARD -m conntrack --ctstate NEW -m connmark \

@@ -767,7 +767,10 @@ fn host_mode_accept_rules_in_native_chains() {
         table: "filter".into(),
         chain: "output".into(),
     };
-    assert_eq!(inst.missing().expect("missing"), std::slice::from_ref(&gone));
+    assert_eq!(
+        inst.missing().expect("missing"),
+        std::slice::from_ref(&gone)
+    );
     assert_eq!(inst.repair(&cfg).expect("repair").repaired, [gone]);
     assert!(first_rule("output").contains("ftp-alg"));
     // kill -9 and restart: one copy in each chain.

@@ -87,6 +87,14 @@ pub fn plan(
 /// address already announces the session's public address (or what a
 /// further NAT presents for it): that is its own too, and gets the same
 /// pinhole, the text kept when it is already right.
+///
+/// Without source NAT here, a further 1:1 NAT that conntrack cannot see
+/// may still present the client's own address as another (a client on
+/// this host, `[[nat_override]]` on its interface): the text then names
+/// that outer address, which the server must dial (RFC 959 §4.1.2: PORT
+/// names where the client listens, as the server reaches it), while the
+/// pinhole stays server -> the client's own address, since the further NAT
+/// delivers the connection already translated.
 fn plan_active(
     hp: &HostPort,
     ep: &Endpoints,
@@ -95,18 +103,26 @@ fn plan_active(
 ) -> Result<Plan, Reason> {
     let announced = hp.addr.unwrap_or(ep.client.ip());
     let translated = ep.client_public.ip() != ep.client.ip();
-    let names_public =
-        translated && (announced == ep.client_public.ip() || announced == ep.client_announced);
+    let further = ep.client_announced != ep.client.ip();
+    let names_public = (translated && announced == ep.client_public.ip())
+        || (further && announced == ep.client_announced);
     if announced != ep.client.ip() && !names_public && !policy.allow_third_party {
         return Err(Reason::ThirdPartyAddress);
     }
     let server = ep.server_real.ip();
     if !translated {
+        let own = if names_public {
+            ep.client.ip()
+        } else {
+            announced
+        };
+        let outer = further && announced == ep.client.ip();
         return Ok(Plan {
-            replacement: None,
+            replacement: outer
+                .then(|| format_host_port(ep.client_announced, hp.port, hp.delimiter)),
             pinhole: Pinhole {
                 src: server,
-                dst: announced,
+                dst: own,
                 dport: hp.port,
                 dnat: None,
             },
@@ -152,6 +168,16 @@ fn nth_candidate_port(port: u16, i: u16) -> u16 {
 /// Passive mode: the client connects to the server. Behind destination NAT
 /// the server's private address is replaced by the public one (227 only:
 /// 229 carries no address) and the pinhole carries the DNAT to the server.
+///
+/// Without destination NAT here, a further 1:1 NAT that conntrack cannot
+/// see may present the server's own address as another (a server on this
+/// host, `[[nat_override]]` on its interface): a 227 naming the server's
+/// own address is rewritten to that outer one, which the client must dial
+/// (RFC 959 §4.1.2: the 227 names where the server listens, as the client
+/// reaches it), while the pinhole stays client -> the server's own
+/// address, since the further NAT delivers the connection already
+/// translated. A server that already names the outer address (vsftpd's
+/// `pasv_address`) is left alone, with the same pinhole.
 fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, Reason> {
     // A server may already announce what a further NAT presents for it
     // (e.g. vsftpd's pasv_address): that is its own address too.
@@ -165,10 +191,19 @@ fn plan_passive(hp: &HostPort, ep: &Endpoints, policy: &Policy) -> Result<Plan, 
             return Err(Reason::ThirdPartyAddress);
         }
     }
-    let target: IpAddr = hp.addr.unwrap_or(ep.server_real.ip());
     if ep.server_public.ip() == ep.server_real.ip() {
+        let real = ep.server_real.ip();
+        let (target, replacement) = match hp.addr {
+            // A third party (allowed by policy): exactly what was named.
+            Some(addr) if !own.contains(&addr) => (addr, None),
+            Some(addr) if addr == real && ep.server_announced != real => (
+                real,
+                Some(format_host_port(ep.server_announced, hp.port, hp.delimiter)),
+            ),
+            _ => (real, None),
+        };
         return Ok(Plan {
-            replacement: None,
+            replacement,
             pinhole: Pinhole {
                 src: ep.client.ip(),
                 dst: target,
@@ -402,6 +437,82 @@ mod tests {
         let p = plan(Form::Epsv229, &hp, &dnat(), &Policy::default(), |_| true).unwrap();
         assert_eq!(p.replacement, None);
         assert_eq!(p.pinhole.dnat, Some(sa("192.0.2.10:10001")));
+    }
+
+    /// A server on this host (no NAT here) whose interface address
+    /// 192.0.2.10 a further 1:1 NAT presents as 198.51.100.88.
+    fn local_server_behind_further_nat() -> Endpoints {
+        Endpoints {
+            server_announced: ip("198.51.100.88"),
+            ..endpoints(
+                "203.0.113.20:40000",
+                "203.0.113.20:40000",
+                "192.0.2.10:21",
+                "192.0.2.10:21",
+            )
+        }
+    }
+
+    #[test]
+    fn local_server_behind_a_further_nat_announces_the_outer_address() {
+        let ep = local_server_behind_further_nat();
+        let hp = parse_227(b"227 Entering Passive Mode (192,0,2,10,195,80)\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"198,51,100,88,195,80"[..]));
+        // The further NAT delivers the connection to the local address.
+        let want = Pinhole {
+            src: ip("203.0.113.20"),
+            dst: ip("192.0.2.10"),
+            dport: 50000,
+            dnat: None,
+        };
+        assert_eq!(p.pinhole, want);
+        // Already naming the outer address (pasv_address): kept, the same
+        // pinhole; a 229 has no address to rewrite.
+        let hp = parse_227(b"227 Entering Passive Mode (198,51,100,88,195,80)\r\n").unwrap();
+        let p = plan(Form::Pasv227, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!((p.replacement, p.pinhole), (None, want));
+        let hp = parse_229(b"229 Entering Extended Passive Mode (|||50000|)\r\n").unwrap();
+        let p = plan(Form::Epsv229, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!((p.replacement, p.pinhole), (None, want));
+        // Anything else is still a third party.
+        let hp = parse_227(b"227 (192,0,2,99,195,80)\r\n").unwrap();
+        assert_eq!(
+            plan(Form::Pasv227, &hp, &ep, &Policy::default(), |_| true),
+            Err(Reason::ThirdPartyAddress)
+        );
+    }
+
+    #[test]
+    fn local_client_behind_a_further_nat_announces_the_outer_address() {
+        // A client on this host, 192.0.2.20, presented as 198.51.100.77.
+        let ep = Endpoints {
+            client_announced: ip("198.51.100.77"),
+            ..endpoints(
+                "192.0.2.20:40000",
+                "192.0.2.20:40000",
+                "203.0.113.10:21",
+                "203.0.113.10:21",
+            )
+        };
+        let want = Pinhole {
+            src: ip("203.0.113.10"),
+            dst: ip("192.0.2.20"),
+            dport: 50000,
+            dnat: None,
+        };
+        let hp = port_line(b"PORT 192,0,2,20,195,80\r\n");
+        let p = plan(Form::Port, &hp, &ep, &Policy::default(), |_| false).unwrap();
+        assert_eq!(p.replacement.as_deref(), Some(&b"198,51,100,77,195,80"[..]));
+        assert_eq!(p.pinhole, want, "no public port to find: no DNAT here");
+        let hp = port_line(b"EPRT |1|198.51.100.77|50000|\r\n");
+        let p = plan(Form::Eprt, &hp, &ep, &Policy::default(), |_| true).unwrap();
+        assert_eq!((p.replacement, p.pinhole), (None, want));
+        let hp = port_line(b"PORT 192,0,2,99,195,80\r\n");
+        assert_eq!(
+            plan(Form::Port, &hp, &ep, &Policy::default(), |_| true),
+            Err(Reason::ThirdPartyAddress)
+        );
     }
 
     #[test]

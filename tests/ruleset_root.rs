@@ -677,13 +677,11 @@ fn host_mode_rules_in_their_chains() {
                 ("filter", "INPUT"),
                 ("filter", "OUTPUT"),
             ] {
-                let n = if backend == QueueBackend::Native && table != "filter" {
-                    0
-                } else if table == "mangle" {
-                    3
-                } else {
-                    1
-                };
+                if backend == QueueBackend::Native && table != "filter" {
+                    // The queue and hold rules are chains of ftp-alg's table.
+                    continue;
+                }
+                let n = if table == "mangle" { 3 } else { 1 };
                 let ours = rules(ipt, table, chain)
                     .iter()
                     .filter(|l| l.contains("--comment ftp-alg"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scripts/ftp_peers.py -- scripted FTP clients for the lab benchmarks.
 
-Driven by scripts/bench-latency.sh and scripts/scale.sh (which build the lab
+Driven by scripts/bench-latency.sh, scripts/scale.sh and scripts/host.sh (which build the lab
 with scripts/lib-lab.sh and run this file inside its namespaces with
 `ip netns exec`). Python 3 standard library only.
 
@@ -37,6 +37,15 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
         Until SIGTERM (or --max-seconds): one line per interval with the
         ftp-alg gauges ftp_alg_sessions and ftp_alg_pinholes scraped from
         URL and VmRSS of PID (kB). Run it in the gateway namespace.
+
+    ftp_peers.py probe --host H --port P [--timeout S]
+        One TCP connect; prints connected, refused or timeout.
+
+    ftp_peers.py scope --host H --cmd PASV|EPSV|PORT|EPRT --sync DIR
+        A session that announces a data connection, waits while the driver
+        probes it from other hosts, transfers, announces a second one and
+        QUITs (scripts/host.sh: a pinhole admits only its peer, once, and
+        nothing after QUIT). Files in DIR mark each step.
 
     ftp_peers.py nft-elements < `nft -j list set ...`
         Prints how many elements the set holds.
@@ -146,8 +155,9 @@ def cmd_load(a):
     return asyncio.run(_load(a))
 
 
-def cmd_latency(a):
-    sock = socket.create_connection((a.host, a.port), timeout=a.timeout)
+def login(host, port, timeout):
+    """A blocking control connection, logged in anonymously: (sock, reader)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     rd = LineReader(sock)
     code, line = rd.reply()
@@ -158,6 +168,11 @@ def cmd_latency(a):
         sock.sendall(b"PASS lab@\r\n")
         code, line = rd.reply()
     expect(code, line, (230,))
+    return sock, rd
+
+
+def cmd_latency(a):
+    sock, rd = login(a.host, a.port, a.timeout)
     noop = b"NOOP\r\n"
     for _ in range(a.warmup):
         sock.sendall(noop)
@@ -529,6 +544,137 @@ def cmd_nft_elements(_a):
     return 0
 
 
+# -------------------------------------------------------------- scope ---
+# Host mode (scripts/host.sh): what a pinhole admits, checked from outside
+# the session. The shell probes from other namespaces at the points where
+# this peer waits for a file DIR/goN; this peer only runs the session.
+
+
+def cmd_probe(a):
+    """One TCP connect: prints connected, refused or timeout. A host firewall
+    that drops (no pinhole) gives timeout; a pinhole that admits the SYN to
+    a closed port gives refused."""
+    try:
+        s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+        s.close()
+        print("connected")
+    except ConnectionRefusedError:
+        print("refused")
+    except (socket.timeout, TimeoutError):
+        print("timeout")
+    except OSError as e:
+        print(f"error {e.errno}")
+    return 0
+
+
+def _sync(a, name, text=""):
+    """Writes DIR/NAME (atomically, TEXT as its content)."""
+    tmp = os.path.join(a.sync, "." + name)
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, os.path.join(a.sync, name))
+
+
+def _wait(a, name):
+    deadline = time.monotonic() + a.wait_timeout
+    path = os.path.join(a.sync, name)
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path} within {a.wait_timeout} s")
+        time.sleep(0.02)
+
+
+def _announce(a, sock, rd, cmd):
+    """Sends the announcement; returns (address, port, listener or None).
+    Passive: the address and port of the 227/229 reply (the 227 address as
+    written, not the control peer's: a wrong address must fail). Active: a
+    listener on the control connection's own address, announced."""
+    if cmd in ("PASV", "EPSV"):
+        sock.sendall(cmd.encode() + b"\r\n")
+        code, line = rd.reply()
+        if cmd == "PASV":
+            expect(code, line, (227,))
+            m = re.search(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", line)
+            n = [int(x) for x in m.groups()]
+            return ".".join(map(str, n[:4])), n[4] * 256 + n[5], None, line.decode()
+        expect(code, line, (229,))
+        m = EPSV_RE.search(line)
+        return sock.getpeername()[0], int(m.group(1)), None, line.decode()
+    fam = sock.family
+    here = sock.getsockname()[0]
+    lst = socket.socket(fam, socket.SOCK_STREAM)
+    lst.bind((here, 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    if cmd == "PORT":
+        text = "PORT " + ",".join(here.split(".") + [str(port >> 8), str(port & 255)])
+    else:
+        text = f"EPRT |{2 if fam == socket.AF_INET6 else 1}|{here}|{port}|"
+    sock.sendall(text.encode() + b"\r\n")
+    code, line = rd.reply()
+    expect(code, line, (200,))
+    return here, port, lst, text
+
+
+def _retr(a, sock, rd, addr, port, lst):
+    """RETR FILE over the announced data connection; returns its sha256.
+    Active: a connection from any host but the server fails the session."""
+    h = hashlib.sha256()
+    if lst is None:
+        data = socket.create_connection((addr, port), timeout=a.timeout)
+        sock.sendall(f"RETR {a.file}\r\n".encode())
+        code, line = rd.reply()
+        expect(code, line, (125, 150))
+    else:
+        sock.sendall(f"RETR {a.file}\r\n".encode())
+        code, line = rd.reply()
+        expect(code, line, (125, 150))
+        lst.settimeout(a.timeout)
+        data, peer = lst.accept()
+        if peer[0] != sock.getpeername()[0]:
+            raise RuntimeError(f"data connection from {peer[0]}, not from the server")
+        lst.close()
+    data.settimeout(a.timeout)
+    while True:
+        b = data.recv(65536)
+        if not b:
+            break
+        h.update(b)
+    data.close()
+    code, line = rd.reply()
+    expect(code, line, (226, 250))
+    return h.hexdigest()
+
+
+def cmd_scope(a):
+    """One session with two announcements (--cmd PASV, EPSV, PORT or EPRT):
+    DIR/announced ("ADDR PORT REPLY"), wait go1 (the shell probes from a
+    third host), the transfer (prints "sha256 HEX"), DIR/used, wait go2
+    (the shell probes the used port again), a second announcement
+    DIR/announced2 that is never used, QUIT, DIR/quit, wait go3 (the shell
+    probes the second one; an active listener stays open until then)."""
+    sock, rd = login(a.host, a.port, a.timeout)
+    sock.sendall(b"TYPE I\r\n")
+    code, line = rd.reply()
+    expect(code, line, (200,))
+    addr, port, lst, text = _announce(a, sock, rd, a.cmd)
+    _sync(a, "announced", f"{addr} {port} {text}\n")
+    _wait(a, "go1")
+    print("sha256", _retr(a, sock, rd, addr, port, lst), flush=True)
+    _sync(a, "used")
+    _wait(a, "go2")
+    addr2, port2, lst2, text2 = _announce(a, sock, rd, a.cmd)
+    sock.sendall(b"QUIT\r\n")
+    code, line = rd.reply()
+    expect(code, line, (221,))
+    sock.close()
+    _sync(a, "quit", f"{addr2} {port2} {text2}\n")
+    _wait(a, "go3")
+    if lst2 is not None:
+        lst2.close()
+    return 0
+
+
 # --------------------------------------------------------------------- main ---
 
 
@@ -581,6 +727,22 @@ def main():
     q.add_argument("--interval", type=float, default=0.5)
     q.add_argument("--max-seconds", type=float, default=600)
     q.set_defaults(fn=cmd_sample)
+
+    q = sub.add_parser("probe")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--timeout", type=float, default=1.5)
+    q.set_defaults(fn=cmd_probe)
+
+    q = sub.add_parser("scope")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--cmd", choices=["PASV", "EPSV", "PORT", "EPRT"], required=True)
+    q.add_argument("--file", default="file.bin")
+    q.add_argument("--sync", required=True, help="directory for the announced/go handshake")
+    q.add_argument("--timeout", type=float, default=10.0)
+    q.add_argument("--wait-timeout", type=float, default=30.0)
+    q.set_defaults(fn=cmd_scope)
 
     q = sub.add_parser("nft-elements")
     q.set_defaults(fn=cmd_nft_elements)

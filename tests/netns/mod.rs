@@ -297,24 +297,14 @@ pub fn require_tools(test: &str, tools: &[&str]) {
     }
 }
 
-/// Runs `bash scripts/SCRIPT ARGS` from the repository under `timeout`
-/// with this crate's binary as FTP_ALG_BIN and the extra environment `env`. Its output goes straight to
-/// this process's stdout and stderr (not through the harness's capture), so
-/// tables show in CI logs whether the test passes or fails. Returns the
-/// exit status.
-pub fn run_lab_script(
-    script: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    limit_secs: u32,
-) -> Option<i32> {
-    use std::io::Write;
+/// The command that runs `bash scripts/SCRIPT ARGS` from the repository
+/// under `timeout` (a hard bound on top of the scripts' own, which clean up
+/// on TERM) with this crate's binary as FTP_ALG_BIN and the extra
+/// environment `env`.
+fn lab_script_command(script: &str, args: &[&str], env: &[(&str, &str)], limit_secs: u32) -> Command {
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = repo.join("scripts").join(script);
-    let started = std::time::Instant::now();
-    let _ = writeln!(std::io::stderr(), "=== scripts/{script} {}", args.join(" "));
     let mut cmd = Command::new("timeout");
-    // A hard bound on top of the scripts' own (they clean up on TERM).
     cmd.args(["-k", "30", &limit_secs.to_string(), "bash"])
         .arg(&path)
         .args(args)
@@ -325,9 +315,25 @@ pub fn run_lab_script(
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "debug");
     }
-    let status = cmd
+    cmd
+}
+
+/// Runs `bash scripts/SCRIPT ARGS` (see [`lab_script_command`]). Its output
+/// goes straight to this process's stdout and stderr (not through the
+/// harness's capture), so tables show in CI logs whether the test passes
+/// or fails. Returns the exit status.
+pub fn run_lab_script(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit_secs: u32,
+) -> Option<i32> {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let _ = writeln!(std::io::stderr(), "=== scripts/{script} {}", args.join(" "));
+    let status = lab_script_command(script, args, env, limit_secs)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
     let _ = writeln!(
         std::io::stderr(),
         "=== scripts/{script}: exit status {:?} after {:.1} s",
@@ -335,4 +341,41 @@ pub fn run_lab_script(
         started.elapsed().as_secs_f64()
     );
     status.code()
+}
+
+/// As [`run_lab_script`], and also returns what the script printed on its
+/// stdout (copied line by line to this process's stderr as it comes), for
+/// tests that assert on the script's summary lines.
+pub fn run_lab_script_output(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit_secs: u32,
+) -> (Option<i32>, String) {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let _ = writeln!(std::io::stderr(), "=== scripts/{script} {}", args.join(" "));
+    let mut child = lab_script_command(script, args, env, limit_secs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+    let mut stdout = String::new();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let _ = writeln!(std::io::stderr(), "{line}");
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child
+        .wait()
+        .unwrap_or_else(|e| panic!("cannot wait for scripts/{script}: {e}"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "=== scripts/{script}: exit status {:?} after {:.1} s",
+        status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    (status.code(), stdout)
 }

@@ -2,7 +2,8 @@
 # scripts/host.sh -- host mode (issue 11): ftp-alg on the FTP server or
 # client host itself, whose INPUT is `policy drop` (run as root).
 #
-#   scripts/host.sh [--modes alg,none,kernel]     (default: all three)
+#   scripts/host.sh [--modes alg,none,kernel] [--segments srv,ch,nat,gs]
+#                                                 (default: all of them)
 #
 # Builds the host lab of lib-lab.sh (host_lab_up: a server host srv with
 # vsftpd and proftpd, a client host ch, a server host sn behind a 1:1 NAT it
@@ -43,18 +44,22 @@ source "$HERE/lib-lab.sh"
 source "$HERE/lib-servers.sh"
 
 MODES=(alg none kernel)
+SEGMENTS=(srv ch nat gs)
 while (($#)); do
     case $1 in
     --modes)
         IFS=, read -r -a MODES <<<"$2"
         shift 2
         ;;
-    *) lab_die "unknown argument '$1' (--modes alg,none,kernel)" ;;
+    --segments)
+        IFS=, read -r -a SEGMENTS <<<"$2"
+        shift 2
+        ;;
+    *) lab_die "unknown argument '$1' (--modes alg,none,kernel --segments srv,ch,nat,gs)" ;;
     esac
 done
 for m in "${MODES[@]}"; do [[ $m =~ ^(alg|none|kernel)$ ]] || lab_die "unknown mode '$m'"; done
-
-SEGMENTS=(srv ch nat gs)
+for m in "${SEGMENTS[@]}"; do [[ $m =~ ^(srv|ch|nat|gs)$ ]] || lab_die "unknown segment '$m'"; done
 CLIENTS=(curl-epsv curl-pasv curl-eprt curl-port lftp-pasv lftp-port)
 
 # seg_info SEG: S_NS (the host that runs ftp-alg), S_ROLE (for the firewall
@@ -318,6 +323,7 @@ for seg in "${SEGMENTS[@]}"; do
     ALL_ROWS+=("${MATRIX_ROWS[@]}")
 done
 
+T_SETUP=$SECONDS
 declare -A BAD=() MODE_T=()
 for mode in "${MODES[@]}"; do
     t0=$SECONDS
@@ -359,6 +365,7 @@ for seg in "${SEGMENTS[@]}"; do
         printf '  %-5s %s\n' "$p" "$P_DESC"
     done
 done
+printf 'host lab: %d s in all (setup and servers %d s)\n' "$SECONDS" "$T_SETUP"
 rc=0
 for m in "${MODES[@]}"; do
     n=0 pass=0 cn=0 cok=0

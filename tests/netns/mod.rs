@@ -301,7 +301,12 @@ pub fn require_tools(test: &str, tools: &[&str]) {
 /// under `timeout` (a hard bound on top of the scripts' own, which clean up
 /// on TERM) with this crate's binary as FTP_ALG_BIN and the extra
 /// environment `env`.
-fn lab_script_command(script: &str, args: &[&str], env: &[(&str, &str)], limit_secs: u32) -> Command {
+fn lab_script_command(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit_secs: u32,
+) -> Command {
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = repo.join("scripts").join(script);
     let mut cmd = Command::new("timeout");

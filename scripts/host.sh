@@ -148,8 +148,8 @@ mkdir -p "$RES_DIR"
 
 declare -A CHECK=() CHECK_SEEN=()
 CHECK_ROWS=() # each check's name once, in order (the modes share them)
-# check MODE NAME ok|FAIL|- NOTE: one scope or integrity check's result
-# ("-": recorded, not judged).
+# check MODE NAME ok|FAIL|VALUE NOTE: one scope or integrity check's
+# result (any other VALUE is recorded, not judged).
 check() {
     [[ -n ${CHECK_SEEN[$2]:-} ]] || CHECK_ROWS+=("$2")
     CHECK_SEEN[$2]=1
@@ -321,9 +321,9 @@ seg_run() {
         ;;
     kernel)
         host_kernel_helper "$S_NS" "$S_ROLE" off
-        check "$mode" "$seg-invalid" "-" "INVALID in ${S_NS#"$LAB_PREFIX"}: $inv dropped by the firewall, $ct counted by conntrack -S (reference)"
+        check "$mode" "$seg-invalid" "$inv/$ct" "INVALID in ${S_NS#"$LAB_PREFIX"}: $inv dropped by the firewall, $ct counted by conntrack -S (reference)"
         ;;
-    none) check "$mode" "$seg-invalid" "-" "INVALID in ${S_NS#"$LAB_PREFIX"}: $inv dropped by the firewall, $ct counted by conntrack -S (no ALG)" ;;
+    none) check "$mode" "$seg-invalid" "$inv/$ct" "INVALID in ${S_NS#"$LAB_PREFIX"}: $inv dropped by the firewall, $ct counted by conntrack -S (no ALG)" ;;
     esac
 }
 
@@ -377,6 +377,40 @@ for seg in "${SEGMENTS[@]}"; do
         printf '  %-5s %s\n' "$p" "$P_DESC"
     done
 done
+# The same as a Markdown table (README's host mode figures): one row per
+# path and client, a download and an upload per cell.
+md_cell() { # MODE PATH CLIENT
+    local d=${RES["$1|$2|$3|download"]:-} u=${RES["$1|$2|$3|upload"]:-}
+    if [[ -z $d && -z $u ]]; then
+        echo "-"
+    elif [[ -z $u || $d == "$u" ]]; then
+        echo "${d:-$u}"
+    else
+        echo "down $d, up $u"
+    fi
+}
+{
+    printf '| path | client |'
+    for m in "${MODES[@]}"; do printf ' %s |' "$m"; done
+    printf '\n|---|---|'
+    for m in "${MODES[@]}"; do printf -- '---|'; done
+    printf '\n'
+    seen=
+    for row in "${ALL_ROWS[@]}"; do
+        IFS='|' read -r path client what <<<"$row"
+        [[ $seen == *" $path|$client "* ]] && continue
+        seen+=" $path|$client "
+        printf '| %s | %s |' "$path" "$client"
+        for m in "${MODES[@]}"; do printf ' %s |' "$(md_cell "$m" "$path" "$client")"; done
+        printf '\n'
+    done
+    for name in "${CHECK_ROWS[@]}"; do
+        printf '| check | %s |' "$name"
+        for m in "${MODES[@]}"; do printf ' %s |' "${CHECK["$m|$name"]:-"-"}"; done
+        printf '\n'
+    done
+} >"$RES_DIR/host-table.md"
+printf '\nMarkdown table: %s\n' "$RES_DIR/host-table.md"
 printf 'host lab: %d s in all (setup and servers %d s)\n' "$SECONDS" "$T_SETUP"
 rc=0
 for m in "${MODES[@]}"; do
@@ -387,9 +421,10 @@ for m in "${MODES[@]}"; do
         [[ ${RES["$m|$row"]} == pass ]] && pass=$((pass + 1))
     done
     for name in "${CHECK_ROWS[@]}"; do
-        [[ -n ${CHECK["$m|$name"]:-} && ${CHECK["$m|$name"]} != "-" ]] || continue
-        cn=$((cn + 1))
-        [[ ${CHECK["$m|$name"]} == ok ]] && cok=$((cok + 1))
+        case ${CHECK["$m|$name"]:-} in
+        ok) cn=$((cn + 1)) cok=$((cok + 1)) ;;
+        FAIL) cn=$((cn + 1)) ;;
+        esac
     done
     verdict=OK
     if [[ $m == kernel ]]; then

@@ -118,8 +118,7 @@ seg_rows() {
 }
 
 SCOPE_PID=
-HOST_KERNEL=
-bench_extra_cleanup() {
+scope_cleanup() {
     if [[ -n $SCOPE_PID ]]; then stop_pid "$SCOPE_PID" 2 >/dev/null 2>&1 || true; fi
 }
 host_teardown() {
@@ -127,7 +126,7 @@ host_teardown() {
     trap - EXIT INT TERM
     set +e
     alg_stop >/dev/null 2>&1
-    bench_extra_cleanup
+    scope_cleanup
     lab_log "tearing down host lab $LAB_ID"
     host_lab_down || rc=2
     exit "$rc"

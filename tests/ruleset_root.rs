@@ -120,7 +120,8 @@ fn admin_firewall() {
 const ACCEPT: &str =
     "-A FORWARD -m conntrack --ctstate NEW -m connmark --mark 0x1000000/0x1000000 \
                       -m comment --comment ftp-alg -j ACCEPT";
-const QUEUE_IN: &str = "-A PREROUTING -p tcp -m tcp --dport 21 -m comment --comment ftp-alg \
+const QUEUE_IN: &str =
+    "-A PREROUTING ! -i lo -p tcp -m tcp --dport 21 -m comment --comment ftp-alg \
                         -j NFQUEUE --queue-num 21 --queue-bypass";
 const QUEUE_OUT: &str = "-A FORWARD -p tcp -m tcp --sport 21 -m comment --comment ftp-alg \
                          -j NFQUEUE --queue-num 21 --queue-bypass";
@@ -677,13 +678,11 @@ fn host_mode_rules_in_their_chains() {
                 ("filter", "INPUT"),
                 ("filter", "OUTPUT"),
             ] {
-                let n = if backend == QueueBackend::Native && table != "filter" {
-                    0
-                } else if table == "mangle" {
-                    3
-                } else {
-                    1
-                };
+                if backend == QueueBackend::Native && table != "filter" {
+                    // The queue and hold rules are chains of ftp-alg's table.
+                    continue;
+                }
+                let n = if table == "mangle" { 3 } else { 1 };
                 let ours = rules(ipt, table, chain)
                     .iter()
                     .filter(|l| l.contains("--comment ftp-alg"))

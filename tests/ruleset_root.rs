@@ -606,6 +606,8 @@ fn host_mode_rules_in_their_chains() {
             "{table}"
         );
         let forward = paths.starts_with("forward");
+        // With local, the implicit-TLS port 990 is queued too (a local
+        // FTPS server's sessions get exact pinholes, nothing configured).
         for ipt in ["iptables-nft", "ip6tables-nft"] {
             if backend == QueueBackend::Xtables {
                 let local_dst = if forward {
@@ -616,7 +618,7 @@ fn host_mode_rules_in_their_chains() {
                 assert_eq!(
                     queue_rules_in(ipt, "raw", "PREROUTING"),
                     [format!(
-                        "-A PREROUTING ! -i lo -p tcp {local_dst}-m tcp --dport 21 -m comment \
+                        "-A PREROUTING ! -i lo -p tcp {local_dst}-m multiport --dports 21,990 -m comment \
                          --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass"
                     )],
                     "{ipt} {paths}"
@@ -629,7 +631,7 @@ fn host_mode_rules_in_their_chains() {
                     assert_eq!(
                         queue_rules_in(ipt, table, chain),
                         [format!(
-                            "-A {chain} {lo}-p tcp -m tcp --{dir} 21 -m comment \
+                            "-A {chain} {lo}-p tcp -m multiport --{dir}s 21,990 -m comment \
                              --comment ftp-alg -j NFQUEUE --queue-num 21 --queue-bypass"
                         )],
                         "{ipt} {table} {chain} {paths}"

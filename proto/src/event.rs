@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::engine::Opening;
+use crate::engine::{Opening, RangeOpening};
 use crate::ftp::session::Form;
 use crate::reason::Reason;
 
@@ -65,6 +65,26 @@ pub enum Event {
     /// The session switched to TLS (RFC 4217 `AUTH TLS` answered `234`):
     /// nothing is parsed any more, so nothing is opened.
     TlsStarted,
+    /// An encrypted session of a server listed in `[[ftps]]` got its
+    /// session-scoped range of data ports (see [`crate::ftps`]).
+    FtpsRange {
+        /// Index of the matching `[[ftps]]` entry.
+        entry: usize,
+        /// The range and its element timeout.
+        opening: RangeOpening,
+        /// Another session of the same client to the same server holds the
+        /// same range: no new element, one more user of it.
+        shared: bool,
+    },
+    /// The session's range was given back (session end, idle, REIN/QUIT,
+    /// cleartext again after `CCC`); removed from the kernel when no other
+    /// session uses it.
+    FtpsRangeClosed {
+        /// The range.
+        range: crate::pinhole::RangePinhole,
+        /// The element is removed (this was its last session).
+        removed: bool,
+    },
     /// Both FINs or an RST ended the session; its pinholes closed (they are
     /// in [`Decision::close`](crate::engine::Decision::close), like every
     /// pinhole that closes before its time).

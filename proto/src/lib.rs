@@ -20,7 +20,7 @@
 //!   the mapping up on the spot.
 //! * [`engine::Engine::poll_at`] says when the engine's timers next fall
 //!   due, [`engine::Engine::poll`]`(now)` runs them and returns the pinholes
-//!   to remove.
+//!   and ranges to remove.
 //! * Peer input is never an error: hostile or malformed traffic gets a
 //!   decision (forward untouched, open nothing), counted by
 //!   [`reason::Reason`] in [`stats::EngineStats`].
@@ -34,6 +34,8 @@
 //!   packed into a conntrack label;
 //! * [`packet`]: IPv4/IPv6 + TCP views, payload splice and checksums;
 //! * [`pinhole`]: the data connections a firewall may admit;
+//! * [`ftps`]: the FTPS servers whose encrypted sessions get a range of
+//!   data ports for the session's life;
 //! * [`engine`]: flows to sessions, packets in, decisions out;
 //! * [`event`]: those decisions as data, for consumers that report them;
 //! * [`reason`], [`stats`]: why nothing was opened, and what is counted.
@@ -45,6 +47,7 @@ pub mod durable;
 pub mod engine;
 pub mod event;
 pub mod ftp;
+pub mod ftps;
 pub mod packet;
 pub mod pinhole;
 pub mod reason;

@@ -57,11 +57,17 @@ pub enum Reason {
     /// A `PORT`/`EPRT`/`227`/`229` line longer than an announcement can
     /// be (see `engine::MAX_ANNOUNCEMENT`): not parsed as one.
     OverlongAnnouncement,
+    /// An FTPS session's range would overlap a live range of the same
+    /// client and server with other ports or another DNAT target (two
+    /// `[[ftps]]` servers behind one public address with overlapping
+    /// passive ranges): nftables cannot hold both, and a data connection
+    /// could not tell which server it is for.
+    RangeConflict,
 }
 
 impl Reason {
     /// Every reason, in declaration order (the index of [`ReasonCounts`]).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::ThirdPartyAddress,
         Reason::PrivilegedPort,
         Reason::PortZero,
@@ -79,6 +85,7 @@ impl Reason {
         Reason::RewriteOverlap,
         Reason::HeldLineReleased,
         Reason::OverlongAnnouncement,
+        Reason::RangeConflict,
     ];
 
     fn index(self) -> usize {
@@ -108,6 +115,9 @@ impl fmt::Display for Reason {
                 "line start held back too long and let through untouched: not rewritten"
             }
             Reason::OverlongAnnouncement => "announcement longer than 256 bytes",
+            Reason::RangeConflict => {
+                "FTPS range overlaps a live range of the same client and server with another target"
+            }
         })
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::ftp::session::Form;
-use crate::pinhole::Pinhole;
+use crate::pinhole::{Pinhole, RangePinhole};
 use crate::reason::ReasonCounts;
 
 /// Counters kept by the engine since it started.
@@ -35,8 +35,17 @@ pub struct EngineStats {
     pub pinholes_expired: u64,
     /// Lines and announcements that opened nothing, by reason.
     pub refusals: ReasonCounts,
-    /// Sessions that switched to TLS.
+    /// Sessions that switched to TLS (or started in it, on an implicit
+    /// FTPS port).
     pub tls_sessions: u64,
+    /// Of those, sessions whose server matched an `[[ftps]]` entry and that
+    /// got its range (a new element or a share of one).
+    pub ftps_sessions: u64,
+    /// Range elements installed (one per client, server and range, however
+    /// many sessions share it).
+    pub ranges_opened: u64,
+    /// Range elements removed (their last session ended).
+    pub ranges_closed: u64,
     /// Control segments held back: dropped because they came out of
     /// order, or carrying bytes of a line that may become an announcement,
     /// whose delivery the engine took over (`ftp::held`).
@@ -97,4 +106,7 @@ pub struct SessionInfo {
     pub idle: Duration,
     /// Live pinholes with the time they have left.
     pub pinholes: Vec<(Pinhole, Duration)>,
+    /// The FTPS range the session holds, with the index of the
+    /// `[[ftps]]` entry that matched.
+    pub range: Option<(usize, RangePinhole)>,
 }

@@ -65,7 +65,7 @@ impl Housekeeper {
             .is_some_and(|at| at <= now);
         if due {
             let expired = lock(&self.core).engine.poll(now);
-            for p in expired {
+            for p in expired.pinholes {
                 if let Err(e) = self.pinholes.remove(&p) {
                     lock(&self.core).stats.pinhole_errors += 1;
                     warn!(pinhole = %p, error = %e, "cannot remove pinhole (it expires by itself)");

@@ -89,7 +89,7 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         let now = at(base, clock.saturating_sub(start));
         firewall.expire(clock, &mut records);
         if engine.poll_at().is_some_and(|t| t <= now) {
-            for p in engine.poll(now) {
+            for p in engine.poll(now).pinholes {
                 firewall.close(p, clock, &mut records);
             }
         }

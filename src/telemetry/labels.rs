@@ -36,6 +36,7 @@ pub fn reason(reason: Reason) -> &'static str {
         Reason::RewriteOverlap => "rewrite_overlap",
         Reason::HeldLineReleased => "held_line_released",
         Reason::OverlongAnnouncement => "overlong_announcement",
+        Reason::RangeConflict => "range_conflict",
         // A reason added to the core shows until it gets a label here.
         _ => "other",
     }

@@ -190,11 +190,15 @@ impl Flow {
                     // A new instance must not parse the records as text.
                     decision.persist = self.persist();
                 }
+                // In this packet's decision: installed before the 234 is
+                // released, so before the client can send PASV under TLS.
+                self.open_range(now, shared, decision);
             }
             Some(Event::Reset) => {
                 let closed = self.close_pinholes(CloseWhy::SessionReset, shared);
                 debug!(%client, pinholes = closed.len(), "REIN/QUIT accepted; pinholes closed");
                 decision.close.extend(closed);
+                self.end_range(CloseWhy::SessionReset, shared, decision);
             }
         }
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::ftp::plan::Policy;
+use crate::ftps::FtpsServer;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -37,6 +38,32 @@ pub struct EngineConfig {
     /// are forwarded untouched (and get no help), so a flood of SYNs to
     /// port 21 cannot exhaust memory.
     pub max_sessions: usize,
+    /// FTPS servers whose encrypted sessions get a session-scoped range
+    /// of data ports (see [`crate::ftps`]); the daemon checks them with
+    /// [`crate::ftps::check_entries`]. Empty: FTPS sessions get nothing.
+    pub ftps: Vec<FtpsServer>,
+    /// Server ports of implicit-TLS control connections (TLS from the
+    /// first byte; 990 is IANA's `ftps`). Implicit FTPS is not in RFC 4217
+    /// (it was in its drafts and left out); the client behaves as if
+    /// `AUTH TLS` had been answered `234` ([MS-FTPS], "Control Connection
+    /// Negotiation with Implicit FTPS"). Followed
+    /// only while `ftps` is not empty; a port must not also be in
+    /// `control_ports`.
+    pub ftps_control_ports: Vec<u16>,
+}
+
+impl EngineConfig {
+    /// Whether `port` is a control port: `Some(true)` for an implicit-TLS
+    /// one, `Some(false)` for a cleartext (or explicit-TLS) one.
+    pub(crate) fn control_port(&self, port: u16) -> Option<bool> {
+        if self.control_ports.contains(&port) {
+            Some(false)
+        } else if !self.ftps.is_empty() && self.ftps_control_ports.contains(&port) {
+            Some(true)
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -52,6 +79,8 @@ impl Default for EngineConfig {
             hold_limit: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(120),
             max_sessions: 262_144,
+            ftps: Vec::new(),
+            ftps_control_ports: vec![990],
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::durable::Durable;
 use crate::event::Event as Reported;
-use crate::pinhole::Pinhole;
+use crate::pinhole::{Pinhole, RangePinhole};
 
 /// The NAT mapping of a control connection, from its conntrack entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,27 @@ pub struct Opening {
     pub lifetime: Duration,
 }
 
+/// A session-scoped port range to install (FTPS), with its element
+/// timeout: a safety net only, against a daemon that dies without closing
+/// it. The engine closes the range itself when the session ends, and asks
+/// for it again (re-adding refreshes the timeout) while the session lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeOpening {
+    /// The data connections it admits.
+    pub range: RangePinhole,
+    /// Timeout of the kernel element (the session idle timeout).
+    pub lifetime: Duration,
+}
+
+/// What [`Engine::poll`](super::Engine::poll) found to remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Closing {
+    /// Exact pinholes of sessions forgotten.
+    pub pinholes: Vec<Pinhole>,
+    /// Ranges whose last session was forgotten.
+    pub ranges: Vec<RangePinhole>,
+}
+
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -76,6 +97,14 @@ pub struct Decision {
     pub open: Vec<Opening>,
     /// Pinholes to remove.
     pub close: Vec<Pinhole>,
+    /// Session-scoped ranges to install (or refresh) before the verdict
+    /// is given: an FTPS session's range must be there before its client
+    /// can learn a passive port (see [`crate::ftps`]). Kept apart from
+    /// `open` because a range is not consumed on use and closes with its
+    /// session, not after a lifetime.
+    pub open_ranges: Vec<RangeOpening>,
+    /// Session-scoped ranges to remove: the last session using them ended.
+    pub close_ranges: Vec<RangePinhole>,
     /// What was decided, in order, for consumers that report it (the
     /// replayer); the daemon only logs. Empty, and so not allocated, for
     /// most packets.
@@ -93,6 +122,8 @@ impl Decision {
             verdict: Verdict::Accept,
             open: Vec::new(),
             close: Vec::new(),
+            open_ranges: Vec::new(),
+            close_ranges: Vec::new(),
             events: Vec::new(),
             persist: None,
         }

@@ -13,11 +13,13 @@ use crate::ftp::lines::{LineAssembler, Position};
 use crate::ftp::session::{ControlSession, Phase};
 use crate::ftp::tls::TlsRecords;
 use crate::packet::TcpSegment;
+use crate::pinhole::RangePinhole;
 use crate::seq::{Edit, SeqNum, StreamEdits};
 use crate::stats::{EngineStats, SessionInfo, SessionState};
 
 use super::follow::LineScratch;
 use super::pinholes::{CloseWhy, LivePinhole};
+use super::ranges::Ranges;
 use super::{Decision, EngineConfig, NatMapping, Persist, Verdict};
 
 /// Which way a segment of a control connection travels.
@@ -84,6 +86,13 @@ pub(super) struct Flow {
     pub(super) fin_from_client: bool,
     pub(super) fin_from_server: bool,
     pub(super) closed_at: Option<Instant>,
+    /// On an implicit-TLS port: TLS from the first byte.
+    pub(super) implicit: bool,
+    /// An implicit-TLS session whose range is still to be decided (see
+    /// `engine::ftps`).
+    pub(super) range_pending: bool,
+    /// The FTPS range this session holds, with its `[[ftps]]` entry.
+    pub(super) range: Option<(usize, RangePinhole)>,
 }
 
 /// Shared state of all flows that a flow's processing may touch.
@@ -95,6 +104,8 @@ pub(super) struct Shared<'a> {
     pub(super) stats: &'a mut EngineStats,
     /// See [`Engine::set_announced_addresses`](super::Engine::set_announced_addresses).
     pub(super) announced: &'a [(IpAddr, IpAddr)],
+    /// Live FTPS ranges of all sessions, reference-counted.
+    pub(super) ranges: &'a mut Ranges,
 }
 
 impl Flow {
@@ -127,7 +138,23 @@ impl Flow {
             fin_from_client: false,
             fin_from_server: false,
             closed_at: None,
+            implicit: false,
+            range_pending: false,
+            range: None,
         }
+    }
+
+    /// Marks the session as implicit TLS (its server port is an
+    /// `ftps_control_ports` one): encrypted from the first byte, framed
+    /// from `client_start` (the byte after the client's SYN) when the
+    /// session was seen from its SYN, else never framed; the server's
+    /// direction is framed from its SYN-ACK on.
+    pub(super) fn start_implicit_tls(&mut self, client_start: Option<SeqNum>) {
+        self.implicit = true;
+        self.range_pending = true;
+        self.control = ControlSession::implicit_tls();
+        self.to_server.tls = Some(client_start.map_or_else(TlsRecords::unframed, TlsRecords::new));
+        self.to_client.tls = Some(TlsRecords::unframed());
     }
 
     /// Continues from what an earlier instance stored: both directions'
@@ -189,6 +216,7 @@ impl Flow {
         let mut decision = Decision::accept();
         let payload = seg.payload(packet);
         let data_seq = seg.seq.offset(seg.flags.syn as i64);
+        let self_implicit = self.implicit;
         {
             let (this, other) = self.halves(dir);
             if let Some(resume) = other.resume.as_mut() {
@@ -198,6 +226,10 @@ impl Flow {
             }
             if seg.flags.syn && !this.lines.is_started() {
                 this.lines.start_at(data_seq);
+            }
+            if seg.flags.syn && self_implicit {
+                // Implicit TLS: the first record starts after the SYN.
+                this.tls = Some(TlsRecords::new(data_seq));
             }
             if let Some(resume) = this.resume.filter(|_| !payload.is_empty()) {
                 if let Some(start) = resume.point(data_seq, payload) {
@@ -250,6 +282,7 @@ impl Flow {
             decision.verdict = Verdict::Drop;
             return decision;
         }
+        self.tend_range(now, dir, shared, &mut decision);
         self.track_close(dir, seg, shared, &mut decision);
         let (this, _) = self.halves(dir);
         decision.verdict = match this.hold.carried(data_seq, payload) {
@@ -278,6 +311,7 @@ impl Flow {
             let closed = self.close_pinholes(CloseWhy::SessionEnded, shared);
             debug!(client = %self.client, pinholes = closed.len(), "control session closed");
             decision.close.extend(closed);
+            self.end_range(CloseWhy::SessionEnded, shared, decision);
         }
     }
 
@@ -304,6 +338,7 @@ impl Flow {
                 .iter()
                 .map(|p| (p.pinhole, p.expires.saturating_duration_since(now)))
                 .collect(),
+            range: self.range,
         }
     }
 }

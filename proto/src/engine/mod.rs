@@ -30,7 +30,6 @@ use tracing::{debug, warn};
 use crate::event::Event as Reported;
 use crate::ftp::session::ControlSession;
 use crate::packet::TcpSegment;
-use crate::pinhole::Pinhole;
 use crate::stats::{EngineStats, SessionInfo};
 
 mod announce;
@@ -39,15 +38,20 @@ mod decision;
 mod fixup;
 mod flow;
 mod follow;
+mod ftps;
 mod pinholes;
+mod ranges;
 mod timers;
 
 pub use config::EngineConfig;
-pub use decision::{Decision, Lookup, NatMapping, Opening, Outcome, Persist, Verdict};
+pub use decision::{
+    Closing, Decision, Lookup, NatMapping, Opening, Outcome, Persist, RangeOpening, Verdict,
+};
 
 use flow::{Dir, Flow, Shared};
 use follow::LineScratch;
 use pinholes::CloseWhy;
+use ranges::Ranges;
 
 /// The FTP ALG engine for all control connections through one gateway.
 #[derive(Debug)]
@@ -55,6 +59,8 @@ pub struct Engine {
     cfg: EngineConfig,
     flows: HashMap<SocketAddr, Flow>,
     dnat_in_use: HashSet<(IpAddr, IpAddr, u16)>,
+    /// Live FTPS ranges, shared by the sessions of one client and server.
+    ranges: Ranges,
     stats: EngineStats,
     announced: Vec<(IpAddr, IpAddr)>,
     /// Lines completed by the packet being handled, reused from packet
@@ -77,6 +83,7 @@ impl Engine {
             cfg,
             flows: HashMap::new(),
             dnat_in_use: HashSet::new(),
+            ranges: Ranges::default(),
             stats: EngineStats::default(),
             announced: Vec::new(),
             lines: LineScratch::default(),
@@ -173,10 +180,10 @@ impl Engine {
                 return Outcome::Done(Decision::accept());
             }
         };
-        let dir = if self.cfg.control_ports.contains(&seg.dst.port()) {
-            Dir::ToServer
-        } else if self.cfg.control_ports.contains(&seg.src.port()) {
-            Dir::ToClient
+        let (dir, implicit) = if let Some(implicit) = self.cfg.control_port(seg.dst.port()) {
+            (Dir::ToServer, implicit)
+        } else if let Some(implicit) = self.cfg.control_port(seg.src.port()) {
+            (Dir::ToClient, implicit)
         } else {
             return Outcome::Done(Decision::accept());
         };
@@ -184,15 +191,16 @@ impl Engine {
             Dir::ToServer => seg.src,
             Dir::ToClient => seg.dst,
         };
-        let mut close = Vec::new();
+        let mut close = Closing::default();
         let opening = dir == Dir::ToServer && seg.flags.syn && !seg.flags.ack;
         // A packet of a known session costs one hash lookup: this one.
         let flow = match self.flows.get_mut(&client) {
             Some(flow) if !opening || flow.syn_seq == Some(seg.seq) => flow,
             _ => {
-                if !self.start_session(now, &seg, client, opening, &mut close) {
+                if !self.start_session(now, &seg, client, opening, implicit, &mut close) {
                     return Outcome::Done(Decision {
-                        close,
+                        close: close.pinholes,
+                        close_ranges: close.ranges,
                         ..Decision::accept()
                     });
                 }
@@ -221,6 +229,7 @@ impl Engine {
             dnat_in_use: &mut self.dnat_in_use,
             stats: &mut self.stats,
             announced: &self.announced,
+            ranges: &mut self.ranges,
         };
         let was_open = flow.closed_at.is_none();
         let mut decision = flow.on_segment(now, dir, &seg, packet, &mut shared, &mut self.lines);
@@ -245,7 +254,8 @@ impl Engine {
             let deadline = flow.deadline(&self.cfg);
             self.schedule(deadline);
         }
-        decision.close.extend(close);
+        decision.close.extend(close.pinholes);
+        decision.close_ranges.extend(close.ranges);
         Outcome::Done(decision)
     }
 
@@ -296,19 +306,21 @@ impl Engine {
     /// Starts following `client`'s control connection: a new one when the
     /// packet `opening` it is a SYN (whatever was tracked under the same
     /// address and port before has ended, its pinholes go to `close`), else
-    /// one picked up mid-stream. Returns false when the packet is to be
-    /// forwarded untouched instead (session table full, or a stray RST).
+    /// one picked up mid-stream; `implicit` on an implicit-TLS port.
+    /// Returns false when the packet is to be forwarded untouched instead
+    /// (session table full, or a stray RST).
     fn start_session(
         &mut self,
         now: Instant,
         seg: &TcpSegment,
         client: SocketAddr,
         opening: bool,
-        close: &mut Vec<Pinhole>,
+        implicit: bool,
+        close: &mut Closing,
     ) -> bool {
         if opening {
             if let Some(old) = self.flows.remove(&client) {
-                close.extend(self.release_all(old, CloseWhy::SessionReplaced));
+                self.release_all(old, CloseWhy::SessionReplaced, close);
             }
         } else if seg.flags.rst {
             return false;
@@ -325,7 +337,7 @@ impl Engine {
             return false;
         }
         self.full = false;
-        let flow = if opening {
+        let mut flow = if opening {
             let mut flow = Flow::new(client, ControlSession::new(), now, self.cfg.max_line);
             flow.syn_seq = Some(seg.seq);
             flow.to_server.lines.start_at(seg.seq.offset(1));
@@ -339,6 +351,12 @@ impl Engine {
             self.stats.sessions_picked_up += 1;
             Flow::new(client, ControlSession::resync(), now, self.cfg.max_line)
         };
+        if implicit {
+            // One per FTPS connection: DEBUG, counted (tls_sessions).
+            debug!(%client, "implicit-TLS control session; not parsed");
+            self.stats.tls_sessions += 1;
+            flow.start_implicit_tls(opening.then(|| seg.seq.offset(1)));
+        }
         self.flows.insert(client, flow);
         self.stats.sessions_opened += 1;
         self.schedule(now + self.cfg.handshake_timeout.min(self.cfg.idle_timeout));
@@ -371,6 +389,19 @@ impl Engine {
             .collect()
     }
 
+    /// Number of live FTPS range elements (a range shared by several
+    /// sessions counts once).
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The live FTPS ranges, each with the element timeout it has left at
+    /// `now`: what a shell installs again after a firewall reload took its
+    /// table away (their sessions still live, so the ranges must be back).
+    pub fn live_ranges(&self, now: Instant) -> Vec<RangeOpening> {
+        self.ranges.live(now, self.cfg.idle_timeout)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
@@ -381,14 +412,18 @@ impl Engine {
         self.flows.values().map(|f| f.info(now)).collect()
     }
 
-    fn release_all(&mut self, mut flow: Flow, why: CloseWhy) -> Vec<Pinhole> {
+    /// Forgets a session: its pinholes and its range (when it was the
+    /// range's last session) go to `close`.
+    fn release_all(&mut self, mut flow: Flow, why: CloseWhy, close: &mut Closing) {
         self.stats.sessions_closed += 1;
         let mut shared = Shared {
             cfg: &self.cfg,
             dnat_in_use: &mut self.dnat_in_use,
             stats: &mut self.stats,
             announced: &self.announced,
+            ranges: &mut self.ranges,
         };
-        flow.close_pinholes(why, &mut shared)
+        close.pinholes.extend(flow.close_pinholes(why, &mut shared));
+        close.ranges.extend(flow.close_range(why, &mut shared));
     }
 }

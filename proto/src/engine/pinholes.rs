@@ -38,6 +38,9 @@ pub(super) enum CloseWhy {
     SessionReplaced,
     /// Forgotten: idle, or its linger after the close ran out.
     SessionForgotten,
+    /// An FTPS session's range: the session is cleartext again (`CCC`),
+    /// so its announcements are read and pinholed exactly.
+    Cleartext,
 }
 
 impl std::fmt::Display for CloseWhy {
@@ -49,6 +52,7 @@ impl std::fmt::Display for CloseWhy {
             CloseWhy::SessionEnded => "control session ended",
             CloseWhy::SessionReplaced => "control session replaced by a new one",
             CloseWhy::SessionForgotten => "control session forgotten",
+            CloseWhy::Cleartext => "control session is cleartext again (CCC)",
         })
     }
 }

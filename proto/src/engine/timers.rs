@@ -6,11 +6,9 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use crate::pinhole::Pinhole;
-
 use super::flow::Flow;
 use super::pinholes::{dnat_key, CloseWhy};
-use super::{Engine, EngineConfig};
+use super::{Closing, Engine, EngineConfig};
 
 impl Engine {
     /// Lowers the next timer to `at` if that is earlier.
@@ -26,9 +24,9 @@ impl Engine {
     }
 
     /// Expires idle and closed sessions and forgets expired pinholes.
-    /// Returns the pinholes to remove.
-    pub fn poll(&mut self, now: Instant) -> Vec<Pinhole> {
-        let mut close = Vec::new();
+    /// Returns the pinholes and the FTPS ranges to remove.
+    pub fn poll(&mut self, now: Instant) -> Closing {
+        let mut close = Closing::default();
         let cfg = &self.cfg;
         let gone: Vec<SocketAddr> = self
             .flows
@@ -46,7 +44,7 @@ impl Engine {
         for key in gone {
             if let Some(flow) = self.flows.remove(&key) {
                 debug!(client = %key, "control session forgotten");
-                close.extend(self.release_all(flow, CloseWhy::SessionForgotten));
+                self.release_all(flow, CloseWhy::SessionForgotten, &mut close);
             }
         }
         for flow in self.flows.values_mut() {

@@ -96,6 +96,13 @@ impl ControlSession {
         Self::with_phase(Phase::AwaitGreeting)
     }
 
+    /// A session on an implicit-TLS port: encrypted from its first byte,
+    /// as if `AUTH TLS` had been answered `234`; nothing is parsed unless
+    /// `CCC` brings it back to cleartext.
+    pub fn implicit_tls() -> Self {
+        Self::with_phase(Phase::Tls)
+    }
+
     /// A session picked up after its start (e.g. after a daemon restart).
     pub fn resync() -> Self {
         Self::with_phase(Phase::Resync)

@@ -42,6 +42,16 @@ impl TlsRecords {
         }
     }
 
+    /// Framing whose start is unknown (an implicit-TLS session picked up
+    /// mid-stream, or a direction whose first byte was not seen yet): it
+    /// never reports cleartext, so the session stays unparsed.
+    pub fn unframed() -> Self {
+        TlsRecords {
+            lost: true,
+            ..TlsRecords::new(SeqNum(0))
+        }
+    }
+
     /// Cleartext follows an alert record at once: `close_notify` is the last
     /// thing either side sends under TLS after `CCC` (RFC 4217 §6).
     fn cleartext_at(&mut self, at: SeqNum, end: SeqNum) -> Option<SeqNum> {

@@ -18,7 +18,7 @@ use ftp_alg_proto::durable::LabelLayout;
 use ftp_alg_proto::engine::{Engine, EngineConfig, Lookup, NatMapping, Verdict};
 use ftp_alg_proto::event::Event;
 use ftp_alg_proto::packet::TcpSegment;
-use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 
 /// Which side sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,12 @@ pub struct Sim {
     pub opened: Vec<Pinhole>,
     /// Pinholes closed, in order.
     pub closed: Vec<Pinhole>,
+    /// FTPS ranges installed (or refreshed), in order, each with the
+    /// payload of the packet whose decision asked for it: the shell
+    /// installs it before that packet is released.
+    pub opened_ranges: Vec<(RangePinhole, Vec<u8>)>,
+    /// FTPS ranges removed, in order.
+    pub closed_ranges: Vec<RangePinhole>,
     /// Packets the engine dropped.
     pub dropped: usize,
     /// Every event the engine reported, in order.
@@ -141,6 +147,8 @@ impl Sim {
             },
             opened: Vec::new(),
             closed: Vec::new(),
+            opened_ranges: Vec::new(),
+            closed_ranges: Vec::new(),
             dropped: 0,
             events: Vec::new(),
         }
@@ -170,6 +178,20 @@ impl Sim {
         fin: bool,
         payload: &[u8],
     ) -> Vec<u8> {
+        self.packet_rst(side, seq, ack, syn, fin, false, payload)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn packet_rst(
+        &self,
+        side: Side,
+        seq: u32,
+        ack: Option<u32>,
+        syn: bool,
+        fin: bool,
+        rst: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (src, dst) = self.addrs(side);
         let b = match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
@@ -185,6 +207,9 @@ impl Sim {
         }
         if fin {
             t = t.fin();
+        }
+        if rst {
+            t = t.rst();
         }
         let mut out = Vec::new();
         t.write(&mut out, payload).unwrap();
@@ -222,6 +247,14 @@ impl Sim {
             self.persisted += 1;
         }
         self.closed.extend(d.close);
+        self.closed_ranges.extend(d.close_ranges);
+        if !d.open_ranges.is_empty() {
+            let seg = TcpSegment::parse(&packet).expect("packet parses");
+            let payload = seg.payload(&packet).to_vec();
+            for o in &d.open_ranges {
+                self.opened_ranges.push((o.range, payload.clone()));
+            }
+        }
         self.events.extend(d.events);
         self.opened.extend(d.open.iter().map(|o| o.pinhole));
         match d.verdict {
@@ -439,6 +472,29 @@ impl Sim {
         for side in [Side::Client, Side::Server] {
             self.fin(side);
         }
+    }
+
+    /// The client opens a new connection from the same address and port
+    /// (new initial sequence numbers, nothing written yet); call
+    /// [`Sim::handshake`] next.
+    pub fn reconnect(&mut self) {
+        self.c2s = Stream {
+            isn: self.c2s.isn.wrapping_add(0x1000_0000),
+            ..Stream::default()
+        };
+        self.s2c = Stream {
+            isn: self.s2c.isn.wrapping_add(0x1000_0000),
+            ..Stream::default()
+        };
+    }
+
+    /// An RST from `side` after everything it wrote.
+    pub fn reset(&mut self, side: Side) {
+        let s = self.stream(side);
+        let seq = s.isn.wrapping_add(1).wrapping_add(s.written.len() as u32);
+        let ack = self.my_ack(side);
+        let p = self.packet_rst(side, seq, Some(ack), false, false, true, b"");
+        self.through(p);
     }
 
     /// A FIN from `side` after everything it wrote; what the engine puts

@@ -29,6 +29,7 @@ pub(super) fn sample() -> Vec<SessionInfo> {
             delta_to_client: 0,
             idle: Duration::from_millis(999),
             pinholes: vec![],
+            range: None,
         },
         SessionInfo {
             client: "192.0.2.10:51000".parse().unwrap(),
@@ -59,6 +60,7 @@ pub(super) fn sample() -> Vec<SessionInfo> {
                     Duration::from_secs(5),
                 ),
             ],
+            range: None,
         },
         SessionInfo {
             client: "[2001:db8::1]:50000".parse().unwrap(),
@@ -79,6 +81,7 @@ pub(super) fn sample() -> Vec<SessionInfo> {
                 },
                 Duration::from_secs(60),
             )],
+            range: None,
         },
     ]
 }

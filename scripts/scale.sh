@@ -208,7 +208,7 @@ else
     sleep 2
     EXPECT_LEFT=$(nsx "$NS_GW" conntrack -L expect 2>/dev/null | grep -c . || true)
 fi
-OPENED=$(metric "$RES/metrics-final.txt" 'ftp_alg_pinholes_total{outcome="opened"}' 2>/dev/null || true)
+OPENED=$(metric "$RES/metrics-final.txt" 'ftp_alg_pinholes_total{form="exact",outcome="opened"}' 2>/dev/null || true)
 S_OPENED=$(metric "$RES/metrics-final.txt" ftp_alg_sessions_opened_total 2>/dev/null || true)
 S_CLOSED=$(metric "$RES/metrics-final.txt" ftp_alg_sessions_closed_total 2>/dev/null || true)
 PH_ERR=$(metric "$RES/metrics-final.txt" ftp_alg_pinhole_errors_total 2>/dev/null || true)

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use ftp_alg_proto::engine::EngineConfig;
 use ftp_alg_proto::ftp::plan::Policy;
+use ftp_alg_proto::ftps::{check_entries, FtpsServer, PortRange, Prefix};
 
 /// Name of ftp-alg's own nftables table (family `inet`).
 pub const TABLE_NAME: &str = "ftp_alg";
@@ -66,6 +67,13 @@ pub struct Config {
     /// Addresses a further NAT beyond this gateway presents for the
     /// gateway's own, per interface (`[[nat_override]]` tables).
     pub nat_override: Vec<NatOverride>,
+    /// FTPS servers whose encrypted sessions get their passive port range
+    /// opened for the session's client while the session lives
+    /// (`[[ftps]]` tables; README "FTPS").
+    pub ftps: Vec<FtpsEntry>,
+    /// Server ports of implicit-TLS control connections (TLS from the
+    /// first byte), queued and followed while `[[ftps]]` is configured.
+    pub ftps_control_ports: Vec<u16>,
     /// Where Prometheus metrics are served (`GET /metrics`); off when unset.
     pub metrics_address: Option<SocketAddr>,
     /// Unix socket of `ftp-alg status` (created mode 0600: root only).
@@ -286,6 +294,38 @@ pub struct NatOverride {
     pub public_address: IpAddr,
 }
 
+/// One `[[ftps]]` table: an FTPS server, by its real address (after the
+/// gateway's DNAT) or a prefix of such servers, and its passive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpsEntry {
+    /// `"ADDR"` or `"ADDR/PREFIX"`.
+    #[serde(deserialize_with = "from_str")]
+    pub server: Prefix,
+    /// `"LOW-HIGH"`: the server's passive ports (vsftpd
+    /// `pasv_min_port`-`pasv_max_port`, proftpd `PassivePorts`).
+    #[serde(deserialize_with = "from_str")]
+    pub passive_ports: PortRange,
+}
+
+impl From<FtpsEntry> for FtpsServer {
+    fn from(e: FtpsEntry) -> Self {
+        FtpsServer {
+            server: e.server,
+            passive_ports: e.passive_ports,
+        }
+    }
+}
+
+fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 /// The `[policy]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -337,6 +377,8 @@ impl Default for Config {
             accept_rule_input: None,
             accept_rule_output: None,
             nat_override: Vec::new(),
+            ftps: Vec::new(),
+            ftps_control_ports: vec![990],
             metrics_address: None,
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             policy: PolicyConfig::default(),
@@ -521,6 +563,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_ftps()?;
         if self.status_socket.as_os_str().is_empty() || !self.status_socket.is_absolute() {
             return Err(bad("status_socket", "must be an absolute path"));
         }
@@ -564,6 +607,33 @@ impl Config {
         Ok(())
     }
 
+    /// `[[ftps]]` and `ftps_control_ports`.
+    fn validate_ftps(&self) -> Result<(), ConfigError> {
+        if self.ftps_control_ports.contains(&0) {
+            return Err(bad("ftps_control_ports", "0 is not a port"));
+        }
+        if let Some(p) = self
+            .ftps_control_ports
+            .iter()
+            .find(|p| self.control_ports.contains(p))
+        {
+            // One port cannot be cleartext and TLS from the first byte.
+            return Err(bad(
+                "ftps_control_ports",
+                format!("{p} is in control_ports too"),
+            ));
+        }
+        let servers: Vec<FtpsServer> = self.ftps.iter().map(|&e| e.into()).collect();
+        check_entries(&servers, self.policy.allow_privileged_ports)
+            .map_err(|e| bad("ftps", e.to_string()))
+    }
+
+    /// The server ports whose packets are queued: the control ports, plus
+    /// the implicit-TLS ones while `[[ftps]]` is configured.
+    pub fn queued_ports(&self) -> Vec<u16> {
+        self.engine().followed_ports()
+    }
+
     /// The engine's settings derived from this configuration.
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
@@ -575,6 +645,8 @@ impl Config {
             max_line: self.policy.max_line,
             pinhole_timeout: self.pinhole_timeout,
             max_pinholes_per_session: self.max_pinholes_per_session,
+            ftps: self.ftps.iter().map(|&e| e.into()).collect(),
+            ftps_control_ports: self.ftps_control_ports.clone(),
             ..EngineConfig::default()
         }
     }
@@ -656,6 +728,33 @@ mod tests {
     }
 
     #[test]
+    fn ftps_entries_parse_and_reach_the_engine_and_the_queue() {
+        let c = Config::from_toml(
+            "ftps_control_ports = [990, 8990]\n\
+             [[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50000-50100\"\n\
+             [[ftps]]\nserver = \"2001:db8:2::/64\"\npassive_ports = \"40000-40100\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ftps.len(), 2);
+        assert_eq!(c.ftps[1].server.to_string(), "2001:db8:2::/64");
+        let e = c.engine();
+        assert_eq!(
+            e.ftps[0].passive_ports,
+            PortRange {
+                low: 50000,
+                high: 50100
+            }
+        );
+        assert_eq!(e.ftps_control_ports, [990, 8990]);
+        assert_eq!(c.queued_ports(), [21, 990, 8990]);
+        // Without [[ftps]] the implicit ports are not queued.
+        assert_eq!(Config::default().queued_ports(), [21]);
+        // A privileged range with the policy that allows it.
+        let low = "[policy]\nallow_privileged_ports = true\n[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"1000-2000\"\n";
+        assert!(Config::from_toml(low).is_ok());
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, key) in [
             ("contol_ports = [21]", "contol_ports"),
@@ -690,6 +789,15 @@ mod tests {
             ("[[nat_override]]\ninterface = \"wan0\"\npublic_address = \"wan\"", "public_address"),
             ("[[nat_override]]\ninterface = \"wan0\"\nip = \"192.0.2.1\"", "ip"),
             ("[[nat_override]]\ninterface = \"w\"\npublic_address = \"192.0.2.1\"\n[[nat_override]]\ninterface = \"w\"\npublic_address = \"192.0.2.2\"", "nat_override"),
+            ("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50100-50000\"", "passive_ports"),
+            ("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50000\"\nports = 1", "ports"),
+            ("[[ftps]]\nserver = \"192.0.2.10/33\"\npassive_ports = \"50000-50100\"", "server"),
+            ("[[ftps]]\nserver = \"ftp.example\"\npassive_ports = \"50000-50100\"", "server"),
+            ("[[ftps]]\nserver = \"192.0.2.10\"", "passive_ports"),
+            ("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"1000-2000\"", "allow_privileged_ports"),
+            ("[[ftps]]\nserver = \"192.0.2.0/24\"\npassive_ports = \"50000-50100\"\n[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"40000-40100\"", "overlap"),
+            ("ftps_control_ports = [21]", "ftps_control_ports"),
+            ("ftps_control_ports = [0]", "ftps_control_ports"),
         ] {
             let e = Config::from_toml(text).unwrap_err();
             assert!(e.to_string().contains(key), "{text:?} gave {e}");

@@ -173,7 +173,14 @@ fn reload_config(running: &Config, path: Option<&std::path::Path>, housekeeper: 
             if rest != *running {
                 warn!("only pinhole_timeout_secs, max_pinholes_per_session, [policy] and [[nat_override]] apply on reload; other changed keys need a restart");
             }
-            housekeeper.reconfigure(new.engine());
+            // [[ftps]] and ftps_control_ports shape the table and the queue
+            // rules, which a reload does not touch: they stay as running.
+            let applied = Config {
+                ftps: running.ftps.clone(),
+                ftps_control_ports: running.ftps_control_ports.clone(),
+                ..new.clone()
+            };
+            housekeeper.reconfigure(applied.engine());
             housekeeper.set_nat_overrides(new.nat_override.clone());
             info!(file = %path.display(), "configuration reloaded");
         }

@@ -71,6 +71,11 @@ impl Housekeeper {
                     warn!(pinhole = %p, error = %e, "cannot remove pinhole (it expires by itself)");
                 }
             }
+            if let Err(e) = self.pinholes.remove_ranges(&expired.ranges) {
+                lock(&self.core).stats.pinhole_errors += 1;
+                warn!(ranges = expired.ranges.len(), error = %e,
+                      "cannot remove FTPS ranges (they expire by their element timeout)");
+            }
         }
         if publish {
             self.refresh_announced_addresses();
@@ -79,12 +84,17 @@ impl Housekeeper {
         self.answer_status(now);
     }
 
-    /// Adds every live pinhole again, with the lifetime it has left: after
-    /// a firewall reload deleted ftp-alg's table, its sets are empty while
-    /// the data connections announced before are still to come. Returns
-    /// how many were added; failures are counted and logged.
-    pub(crate) fn restore_pinholes(&mut self, now: Instant) -> usize {
-        let live = lock(&self.core).engine.live_pinholes(now);
+    /// Adds every live pinhole again, with the lifetime it has left, and
+    /// every live FTPS range: after a firewall reload deleted ftp-alg's
+    /// table, its sets are empty while the data connections announced
+    /// before are still to come, and the encrypted sessions still live.
+    /// Returns how many pinholes and ranges were added; failures are
+    /// counted and logged.
+    pub(crate) fn restore_pinholes(&mut self, now: Instant) -> (usize, usize) {
+        let (live, ranges) = {
+            let core = lock(&self.core);
+            (core.engine.live_pinholes(now), core.engine.live_ranges(now))
+        };
         let mut added = 0;
         for open in &live {
             match self.pinholes.add(&open.pinhole, open.lifetime) {
@@ -95,7 +105,17 @@ impl Housekeeper {
                 }
             }
         }
-        added
+        let mut ranges_added = 0;
+        for open in &ranges {
+            match self.pinholes.add_range(&open.range, open.lifetime) {
+                Ok(()) => ranges_added += 1,
+                Err(e) => {
+                    lock(&self.core).stats.pinhole_errors += 1;
+                    warn!(range = %open.range, error = %e, "cannot re-install FTPS range");
+                }
+            }
+        }
+        (added, ranges_added)
     }
 
     /// Counts repaired pieces of the rules, by kind.
@@ -131,6 +151,7 @@ impl Housekeeper {
                 shell: core.stats.clone(),
                 sessions: core.engine.session_count(),
                 pinholes: core.engine.pinhole_count(),
+                ranges: core.engine.range_count(),
             }
         };
         self.published.publish(snapshot);

@@ -121,16 +121,17 @@ impl<'a> RuleRepair<'a> {
             }
         };
         if !report.repaired.is_empty() {
-            let pinholes = if report.table_reloaded {
+            let (pinholes, ranges) = if report.table_reloaded {
                 housekeeper.restore_pinholes(Instant::now())
             } else {
-                0
+                (0, 0)
             };
             housekeeper.count_repairs(report.repaired.iter().map(|m| m.kind()));
             let repaired: Vec<String> = report.repaired.iter().map(ToString::to_string).collect();
             warn!(
                 repaired = %repaired.join(", "),
                 pinholes,
+                ranges,
                 "firewall rules of ftp-alg were removed (a firewall reload?); repaired"
             );
         }

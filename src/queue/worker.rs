@@ -226,6 +226,7 @@ impl Worker {
                 error!(pinhole = %open.pinhole, error = %e, "cannot install pinhole");
             }
         }
+        self.open_ranges(&decision);
         if let (Some(p), Some(marks)) = (&decision.persist, self.durable) {
             // Before the verdict: no byte that depends on the new offsets
             // leaves before they are in conntrack.
@@ -249,11 +250,34 @@ impl Worker {
         if let Err(e) = &verdict {
             error!(error = %e, "verdict not accepted by the kernel");
         }
+        self.close_ranges(&decision);
         let mut core = lock(&self.core);
         core.stats.packets += 1;
         core.stats.packets_modified += u64::from(modified);
         core.stats.verdict_errors += u64::from(verdict.is_err());
         core.stats.processing.observe(now.elapsed());
+    }
+
+    /// FTPS ranges to open, before the verdict: the packet may be the 234
+    /// after which the client sends PASV under TLS.
+    fn open_ranges(&mut self, decision: &Decision) {
+        for open in &decision.open_ranges {
+            if let Err(e) = self.pinholes.add_range(&open.range, open.lifetime) {
+                lock(&self.core).stats.pinhole_errors += 1;
+                error!(range = %open.range, error = %e, "cannot install FTPS range");
+            }
+        }
+    }
+
+    /// FTPS ranges whose last session ended, removed in one batch after
+    /// the verdict: nothing waits for a range to go (the session's data
+    /// connections are over), so the packet is not held for it.
+    fn close_ranges(&mut self, decision: &Decision) {
+        if let Err(e) = self.pinholes.remove_ranges(&decision.close_ranges) {
+            lock(&self.core).stats.pinhole_errors += 1;
+            warn!(ranges = decision.close_ranges.len(), error = %e,
+                  "cannot remove FTPS ranges (they expire by their element timeout)");
+        }
     }
 
     /// The engine's decision. A session's first packet waits for its NAT

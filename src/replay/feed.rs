@@ -73,7 +73,7 @@ fn at(base: Instant, elapsed: Duration) -> Instant {
 
 /// Runs the sorted capture through a fresh engine.
 pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
-    let control_ports = cfg.control_ports.clone();
+    let control_ports = cfg.followed_ports();
     let mut engine = Engine::new(cfg);
     // The replayer is the core's caller: it owns the clock, and anchors
     // the capture's time to it.

@@ -63,7 +63,7 @@ pub fn replay(
     cfg: EngineConfig,
     nat: &[NatOption],
 ) -> Result<Replay, capture::CaptureError> {
-    let ports = cfg.control_ports.clone();
+    let ports = cfg.followed_ports();
     // Kept in memory: control packets, and connection openings (SYN without
     // ACK) for the data connections that pinholes admit; bulk data is not.
     let keep = |ip: &[u8]| match TcpSegment::parse(ip) {
@@ -75,7 +75,7 @@ pub fn replay(
         Err(_) => false,
     };
     let cap = capture::read(input, keep)?;
-    let sorted = copies::sort(&cap.frames, &cfg.control_ports, nat);
+    let sorted = copies::sort(&cap.frames, &cfg.followed_ports(), nat);
     let records = feed::run(&sorted, cfg);
     Ok(Replay {
         records,

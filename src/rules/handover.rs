@@ -148,6 +148,7 @@ impl Installed {
             table: state.table,
             // Not in the record: whether the table has it is read live.
             labels: state.table && exists(&["chain", "inet", TABLE_NAME, "labels"]),
+            ftps: state.table && exists(&["set", "inet", TABLE_NAME, "ftps4"]),
             rules,
             paths: Paths {
                 forward: state.paths.0,

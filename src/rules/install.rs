@@ -41,6 +41,7 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
         table: false,
         labels: cfg.durable.enabled,
         paths: cfg.paths,
+        ftps: !cfg.ftps.is_empty(),
         rules: Vec::new(),
         nft_accept: Vec::new(),
         done: false,
@@ -83,6 +84,8 @@ pub struct Installed {
     pub(super) labels: bool,
     /// The paths installed for (which chains the table has).
     pub(super) paths: Paths,
+    /// Whether it has the FTPS range sets (`[[ftps]]` configured).
+    pub(super) ftps: bool,
     /// The iptables rules inserted, in insertion order.
     pub(super) rules: Vec<(Family, XtRule)>,
     /// The accept rules inserted into the admin's nftables chains

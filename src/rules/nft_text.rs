@@ -44,10 +44,12 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
          \t\tflags timeout\n\
          \t}\n",
     );
+    t.push_str(&ftps_sets(cfg));
     t.push_str(&pinhole_chain(
         "pinholes",
         "type nat hook prerouting priority dstnat - 10",
         &mark,
+        cfg,
     ));
     if cfg.paths.local {
         // This host's own outgoing data connections (a local server's
@@ -59,11 +61,12 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
             "pinholes_out",
             "type nat hook output priority -110",
             &mark,
+            cfg,
         ));
     }
     t.push_str(&labels_chain(cfg));
     if backend == QueueBackend::Native {
-        let ports = nft_ports(&cfg.control_ports);
+        let ports = nft_ports(&cfg.queued_ports());
         let q = queue_range(cfg);
         let bypass = if cfg.queue_bypass { " bypass" } else { "" };
         for hook in queue_hooks(cfg.paths) {
@@ -94,15 +97,21 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
 /// same rules for prerouting and, with `local`, output. Mark first: `dnat`
 /// ends the chain. (Chain names `dnat`/`forward` would collide with nft
 /// keywords.)
-fn pinhole_chain(name: &str, hook: &str, mark: &str) -> String {
+/// With `[[ftps]]`, the FTPS ranges' rules go in the same places: their
+/// marks after the exact ones and before every `dnat`, their DNAT after.
+fn pinhole_chain(name: &str, hook: &str, mark: &str, cfg: &Config) -> String {
     format!(
         "\tchain {name} {{\n\
          \t\t{hook}; policy accept;\n\
          \t\tip saddr . ip daddr . tcp dport @pin4 delete @pin4 {{ ip saddr . ip daddr . tcp dport }} ct mark set ct mark | {mark}\n\
          \t\tip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 {{ ip6 saddr . ip6 daddr . tcp dport }} ct mark set ct mark | {mark}\n\
+         {ftps_marks}\
          \t\tdnat ip to ip saddr . ip daddr . tcp dport map @dnat4\n\
          \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n\
-         \t}}\n"
+         {ftps_dnats}\
+         \t}}\n",
+        ftps_marks = ftps_marks(cfg, mark),
+        ftps_dnats = ftps_dnats(cfg),
     )
 }
 
@@ -119,6 +128,60 @@ fn native_hook_match(hook: &QueueHook) -> String {
         m.push_str("fib daddr type local ");
     }
     m
+}
+
+/// The FTPS range sets and maps (with `[[ftps]]` configured): intervals
+/// over the pinhole sets' concatenation (`flags interval`: nft's pipapo
+/// set type; with `timeout`, accepted on 6.18, measured), so one element
+/// admits one client to one server's whole passive range. The maps' value
+/// is the address alone: `dnat ip to` keeps the destination port.
+fn ftps_sets(cfg: &Config) -> String {
+    if cfg.ftps.is_empty() {
+        return String::new();
+    }
+    let mut t = String::new();
+    for (v, addr) in [("4", "ipv4_addr"), ("6", "ipv6_addr")] {
+        t.push_str(&format!(
+            "\tset ftps{v} {{\n\
+             \t\ttype {addr} . {addr} . inet_service\n\
+             \t\tflags interval,timeout\n\
+             \t}}\n"
+        ));
+    }
+    for (v, addr) in [("4", "ipv4_addr"), ("6", "ipv6_addr")] {
+        t.push_str(&format!(
+            "\tmap ftpsdnat{v} {{\n\
+             \t\ttype {addr} . {addr} . inet_service : {addr}\n\
+             \t\tflags interval,timeout\n\
+             \t}}\n"
+        ));
+    }
+    t
+}
+
+/// The pinhole chains' mark rules for FTPS ranges: they mark every
+/// connection of the range and delete nothing (the range serves all data
+/// connections of its session). Before every `dnat` rule, which ends the
+/// chain.
+fn ftps_marks(cfg: &Config, mark: &str) -> String {
+    if cfg.ftps.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\t\tip saddr . ip daddr . tcp dport @ftps4 ct mark set ct mark | {mark}\n\
+         \t\tip6 saddr . ip6 daddr . tcp dport @ftps6 ct mark set ct mark | {mark}\n"
+    )
+}
+
+/// The pinhole chains' DNAT rules for FTPS ranges (to the real server,
+/// port kept), after the exact pinholes' own.
+fn ftps_dnats(cfg: &Config) -> String {
+    if cfg.ftps.is_empty() {
+        return String::new();
+    }
+    "\t\tdnat ip to ip saddr . ip daddr . tcp dport map @ftpsdnat4\n\
+     \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @ftpsdnat6\n"
+        .to_string()
 }
 
 /// The chain `labels` (with `[durable]` on, `docs/durable.md`): hooked
@@ -175,14 +238,23 @@ pub(super) fn table_objects(
     backend: QueueBackend,
     labels: bool,
     paths: Paths,
+    ftps: bool,
 ) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
         ("set", "pin4"),
         ("set", "pin6"),
         ("map", "dnat4"),
         ("map", "dnat6"),
-        ("chain", "pinholes"),
     ];
+    if ftps {
+        v.extend([
+            ("set", "ftps4"),
+            ("set", "ftps6"),
+            ("map", "ftpsdnat4"),
+            ("map", "ftpsdnat6"),
+        ]);
+    }
+    v.push(("chain", "pinholes"));
     if paths.local {
         v.push(("chain", "pinholes_out"));
     }
@@ -324,6 +396,11 @@ mod tests {
         );
     }
 
+    fn ftps_config() -> Config {
+        Config::from_toml("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50000-50100\"\n")
+            .unwrap()
+    }
+
     #[test]
     fn table_objects_are_the_ones_declared() {
         for (backend, cfg) in [
@@ -332,18 +409,62 @@ mod tests {
             (QueueBackend::Xtables, local(false)),
             (QueueBackend::Native, local(false)),
             (QueueBackend::Native, local(true)),
+            (QueueBackend::Xtables, ftps_config()),
+            (QueueBackend::Native, ftps_config()),
+            (
+                QueueBackend::Native,
+                Config {
+                    paths: local(true).paths,
+                    ..ftps_config()
+                },
+            ),
         ] {
             let t = table_text(&cfg, backend);
             let declared: Vec<&str> = t
                 .lines()
                 .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t") && l != &"\t}")
                 .collect();
-            let want: Vec<String> = table_objects(backend, true, cfg.paths)
+            let ftps = !cfg.ftps.is_empty();
+            let want: Vec<String> = table_objects(backend, true, cfg.paths, ftps)
                 .iter()
                 .map(|(kind, name)| format!("\t{kind} {name} {{"))
                 .collect();
-            assert_eq!(declared, want, "{backend:?} {}", cfg.paths);
+            assert_eq!(declared, want, "{backend:?} {} ftps {ftps}", cfg.paths);
         }
+    }
+
+    #[test]
+    fn ftps_ranges_mark_before_every_dnat_and_delete_nothing() {
+        let t = table_text(&ftps_config(), QueueBackend::Xtables);
+        assert!(t.contains(
+            "\tset ftps4 {\n\t\ttype ipv4_addr . ipv4_addr . inet_service\n\t\tflags interval,timeout\n\t}\n"
+        ));
+        assert!(t.contains(
+            "\tmap ftpsdnat6 {\n\t\ttype ipv6_addr . ipv6_addr . inet_service : ipv6_addr\n\t\tflags interval,timeout\n\t}\n"
+        ));
+        let chain = &t[t.find("\tchain pinholes {").unwrap()..];
+        let chain = &chain[..chain.find("\t}\n").unwrap()];
+        let lines: Vec<&str> = chain.lines().collect();
+        let last_mark = lines
+            .iter()
+            .rposition(|l| l.contains("ct mark set"))
+            .unwrap();
+        let first_dnat = lines.iter().position(|l| l.contains("dnat ")).unwrap();
+        assert!(last_mark < first_dnat, "{chain}");
+        assert!(chain.contains(
+            "\t\tip saddr . ip daddr . tcp dport @ftps4 ct mark set ct mark | 0x01000000\n"
+        ));
+        assert!(chain.contains("\t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @ftpsdnat6"));
+        assert!(!chain.contains("delete @ftps"), "{chain}");
+        // Without [[ftps]] the table is the one the shipped files hold.
+        let plain = table_text(&Config::default(), QueueBackend::Xtables);
+        assert!(!plain.contains("ftps"), "{plain}");
+        // The implicit-TLS port is queued only with [[ftps]].
+        let native = table_text(&ftps_config(), QueueBackend::Native);
+        assert!(
+            native.contains("tcp dport { 21, 990 } queue num 21 bypass"),
+            "{native}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::{Config, TABLE_NAME};
 /// configured: each queue hook is named with what crosses it. Readable,
 /// commented with `#` lines.
 pub fn describe(cfg: &Config) -> String {
-    let ports = dedup_ports(&cfg.control_ports);
+    let ports = dedup_ports(&cfg.queued_ports());
     let port_list: Vec<String> = ports.iter().map(u16::to_string).collect();
     let mark = format!("{:#010x}", cfg.ct_mark);
     let mut s = String::new();

@@ -94,7 +94,7 @@ impl XtRule {
 /// needs (see `hooks` for why there). Several ports use `multiport`, 15
 /// ports per rule at most.
 pub(super) fn queue_rules(cfg: &Config, _fam: Family) -> Vec<XtRule> {
-    let ports = dedup_ports(&cfg.control_ports);
+    let ports = dedup_ports(&cfg.queued_ports());
     let hooks = queue_hooks(cfg.paths);
     let mut out = Vec::new();
     for hook in &hooks {

@@ -121,6 +121,8 @@ pub struct Published {
     pub sessions: usize,
     /// Live pinholes over all sessions.
     pub pinholes: usize,
+    /// Live FTPS range elements.
+    pub ranges: usize,
 }
 
 /// What the worker and the telemetry threads share: the latest

@@ -53,6 +53,17 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Every server port whose connections are followed: the control
+    /// ports, then the implicit-TLS ones while `ftps` is not empty (what
+    /// the daemon queues, and what the replayer sorts captures by).
+    pub fn followed_ports(&self) -> Vec<u16> {
+        let mut ports = self.control_ports.clone();
+        if !self.ftps.is_empty() {
+            ports.extend(&self.ftps_control_ports);
+        }
+        ports
+    }
+
     /// Whether `port` is a control port: `Some(true)` for an implicit-TLS
     /// one, `Some(false)` for a cleartext (or explicit-TLS) one.
     pub(crate) fn control_port(&self, port: u16) -> Option<bool> {

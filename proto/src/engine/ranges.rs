@@ -128,6 +128,12 @@ impl Ranges {
 mod tests {
     use super::*;
 
+    /// The tests are the core's caller: they own the clock.
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
     fn range(low: u16, high: u16, dnat: Option<&str>) -> RangePinhole {
         RangePinhole {
             src: "198.51.100.2".parse().unwrap(),
@@ -140,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_last_release_removes_a_shared_range() {
-        let now = Instant::now();
+        let now = t0();
         let mut t = Ranges::default();
         let r = range(50000, 50100, None);
         assert_eq!(t.acquire(r, now), Acquired::New);
@@ -155,7 +161,7 @@ mod tests {
 
     #[test]
     fn overlapping_ranges_of_one_pair_conflict_disjoint_ones_do_not() {
-        let now = Instant::now();
+        let now = t0();
         let mut t = Ranges::default();
         let a = range(50000, 50100, Some("192.0.2.10"));
         assert_eq!(t.acquire(a, now), Acquired::New);
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn refresh_is_due_after_half_the_lifetime_once() {
-        let now = Instant::now();
+        let now = t0();
         let life = Duration::from_secs(100);
         let mut t = Ranges::default();
         let r = range(50000, 50100, None);

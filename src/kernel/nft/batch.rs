@@ -6,8 +6,8 @@ use std::io;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_ERROR,
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+    DefaultNla, ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
@@ -30,6 +30,10 @@ pub(super) enum Op {
     /// Linux 6.3+): no ENOENT, so no aborted batch.
     Destroy,
 }
+
+/// NFTA_DATA_VALUE, the one attribute nested in NFTA_SET_ELEM_KEY_END (the
+/// crate takes that attribute's contents as raw NLAs).
+const NFTA_DATA_VALUE: u16 = 1;
 
 /// NFT_MSG_DESTROYSETELEM (include/uapi/linux/netfilter/nf_tables.h); the
 /// crate has no variant for it, so a DELSETELEM message is re-typed.
@@ -70,6 +74,14 @@ pub(super) fn build_batch(
         let mut attributes = vec![SetElementAttribute::Key(DataAttribute::Value(
             element.key.clone(),
         ))];
+        if let Some(end) = &element.key_end {
+            // An interval element is named by both ends, to add and to
+            // remove it.
+            attributes.push(SetElementAttribute::KeyEnd(vec![DefaultNla::new(
+                NFTA_DATA_VALUE,
+                end.clone(),
+            )]));
+        }
         if op == Op::Add {
             if let Some(data) = &element.data {
                 attributes.push(SetElementAttribute::Data(DataAttribute::Value(

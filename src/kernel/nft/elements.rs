@@ -4,23 +4,37 @@
 //! sends for these set types), so `addr . addr . inet_service` is 12 bytes
 //! over IPv4 and 36 over IPv6, and the DNAT value `addr . inet_service` is
 //! 8 or 20 bytes. Ports are big-endian.
+//!
+//! An FTPS range is an element of an interval set over the same
+//! concatenation (nft's pipapo set type): the key holds the lowest port,
+//! NFTA_SET_ELEM_KEY_END the highest, the addresses the same in both (what
+//! `nft --debug=netlink add element ... { A . B . 50000-50100 }` sends,
+//! measured on 6.18). Its DNAT map's value is the real address alone, so
+//! the destination port is kept.
 
 use std::io;
 use std::net::IpAddr;
 
-use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 
 /// Names of the sets and maps in ftp-alg's table (fixed by the ruleset).
 const PIN4: &str = "pin4";
 const PIN6: &str = "pin6";
 const DNAT4: &str = "dnat4";
 const DNAT6: &str = "dnat6";
+/// The FTPS range sets and their DNAT maps (see `rules::nft_text`).
+const FTPS4: &str = "ftps4";
+const FTPS6: &str = "ftps6";
+const FTPS_DNAT4: &str = "ftpsdnat4";
+const FTPS_DNAT6: &str = "ftpsdnat6";
 
 /// One set or map element of a pinhole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Element {
     pub(super) set: &'static str,
     pub(super) key: Vec<u8>,
+    /// The end of an interval (NFTA_SET_ELEM_KEY_END), for range elements.
+    pub(super) key_end: Option<Vec<u8>>,
     /// The mapped value, for map elements.
     pub(super) data: Option<Vec<u8>>,
 }
@@ -60,14 +74,7 @@ fn concat_value(ip: IpAddr, port: u16) -> Vec<u8> {
 /// The set/map elements of a pinhole: the filter element first, then the
 /// DNAT element if the pinhole is translated.
 pub(super) fn pinhole_elements(p: &Pinhole) -> io::Result<Vec<Element>> {
-    let v4 = p.src.is_ipv4();
-    let same_family = |ip: IpAddr| ip.is_ipv4() == v4;
-    if !same_family(p.dst) || p.dnat.is_some_and(|real| !same_family(real.ip())) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("pinhole {p} mixes IPv4 and IPv6 addresses"),
-        ));
-    }
+    let v4 = same_family(p, p.src, p.dst, p.dnat.map(|real| real.ip()))?;
     // Both elements are looked up with the same tuple: the first packet's,
     // before the DNAT the map applies.
     let (src, dst, port) = p.filter_key();
@@ -75,13 +82,64 @@ pub(super) fn pinhole_elements(p: &Pinhole) -> io::Result<Vec<Element>> {
     let mut elements = vec![Element {
         set: if v4 { PIN4 } else { PIN6 },
         key: key.clone(),
+        key_end: None,
         data: None,
     }];
     if let Some(real) = p.dnat {
         elements.push(Element {
             set: if v4 { DNAT4 } else { DNAT6 },
             key,
+            key_end: None,
             data: Some(concat_value(real.ip(), real.port())),
+        });
+    }
+    Ok(elements)
+}
+
+/// True for IPv4; `InvalidInput` when the addresses of `what` mix families.
+fn same_family(
+    what: &dyn std::fmt::Display,
+    src: IpAddr,
+    dst: IpAddr,
+    dnat: Option<IpAddr>,
+) -> io::Result<bool> {
+    let v4 = src.is_ipv4();
+    if dst.is_ipv4() != v4 || dnat.is_some_and(|real| real.is_ipv4() != v4) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("pinhole {what} mixes IPv4 and IPv6 addresses"),
+        ));
+    }
+    Ok(v4)
+}
+
+/// The elements of an FTPS range: the interval in ftps4/ftps6, then, when
+/// translated, the same interval in ftpsdnat4/ftpsdnat6 mapping to the
+/// real address (an address only: the port is kept).
+pub(super) fn range_elements(r: &RangePinhole) -> io::Result<Vec<Element>> {
+    let v4 = same_family(r, r.src, r.dst, r.dnat)?;
+    if r.low > r.high {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("range {r}: low port above high port"),
+        ));
+    }
+    let key = concat_key(r.src, r.dst, r.low);
+    let key_end = concat_key(r.src, r.dst, r.high);
+    let mut elements = vec![Element {
+        set: if v4 { FTPS4 } else { FTPS6 },
+        key: key.clone(),
+        key_end: Some(key_end.clone()),
+        data: None,
+    }];
+    if let Some(real) = r.dnat {
+        let mut value = Vec::with_capacity(16);
+        push_addr(&mut value, real);
+        elements.push(Element {
+            set: if v4 { FTPS_DNAT4 } else { FTPS_DNAT6 },
+            key,
+            key_end: Some(key_end),
+            data: Some(value),
         });
     }
     Ok(elements)
@@ -163,6 +221,7 @@ mod tests {
             [Element {
                 set: "pin4",
                 key: concat_key(ip("192.0.2.10"), ip("198.51.100.1"), 50000),
+                key_end: None,
                 data: None
             }]
         );
@@ -177,11 +236,13 @@ mod tests {
                 Element {
                     set: "pin4",
                     key: concat_key(ip("192.0.2.10"), ip("198.51.100.1"), 50000),
+                    key_end: None,
                     data: None
                 },
                 Element {
                     set: "dnat4",
                     key: concat_key(ip("192.0.2.10"), ip("198.51.100.1"), 50000),
+                    key_end: None,
                     data: Some(vec![203, 0, 113, 7, 0x08, 0x49, 0, 0]),
                 },
             ]
@@ -202,6 +263,68 @@ mod tests {
         assert_eq!(elements[1].set, "dnat6");
         assert_eq!(elements[1].key, concat_key(p.src, p.dst, 40000));
         assert_eq!(elements[1].data.as_ref().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn range_is_an_interval_from_low_to_high_port_with_an_address_only_dnat() {
+        let r = RangePinhole {
+            src: ip("192.0.2.10"),
+            dst: ip("198.51.100.1"),
+            low: 50000,
+            high: 50100,
+            dnat: Some(ip("203.0.113.7")),
+        };
+        let elements = range_elements(&r).unwrap();
+        // The bytes `nft --debug=netlink` shows for
+        // `192.0.2.10 . 198.51.100.1 . 50000-50100 : 203.0.113.7`.
+        let low = [192, 0, 2, 10, 198, 51, 100, 1, 0xc3, 0x50, 0, 0];
+        let high = [192, 0, 2, 10, 198, 51, 100, 1, 0xc3, 0xb4, 0, 0];
+        assert_eq!(
+            elements,
+            [
+                Element {
+                    set: "ftps4",
+                    key: low.to_vec(),
+                    key_end: Some(high.to_vec()),
+                    data: None,
+                },
+                Element {
+                    set: "ftpsdnat4",
+                    key: low.to_vec(),
+                    key_end: Some(high.to_vec()),
+                    data: Some(vec![203, 0, 113, 7]),
+                },
+            ]
+        );
+        let v6 = RangePinhole {
+            src: ip("2001:db8:1::10"),
+            dst: ip("2001:db8:2::1"),
+            low: 40000,
+            high: 40000,
+            dnat: None,
+        };
+        let elements = range_elements(&v6).unwrap();
+        assert_eq!(elements.len(), 1);
+        assert_eq!(elements[0].set, "ftps6");
+        assert_eq!(elements[0].key, elements[0].key_end.clone().unwrap());
+        assert_eq!(elements[0].key.len(), 36);
+        let mixed = RangePinhole {
+            dnat: Some(ip("192.0.2.1")),
+            ..v6
+        };
+        assert_eq!(
+            range_elements(&mixed).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let reversed = RangePinhole {
+            low: 2,
+            high: 1,
+            ..v6
+        };
+        assert_eq!(
+            range_elements(&reversed).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! per data connection costs milliseconds; here each pinhole is one
 //! nf_tables batch on a netlink socket, which costs microseconds.
 //!
+//! FTPS ranges (sets `ftps4`/`ftps6`, maps `ftpsdnat4`/`ftpsdnat6`, present
+//! while `[[ftps]]` is configured) are interval elements of the same kind,
+//! added and removed the same way.
+//!
 //! The element layout is in `elements`, the batch framing in `batch`.
 
 mod batch;
@@ -17,8 +21,8 @@ use netlink_sys::Socket;
 
 use crate::kernel::netlink::{kernel_error, open_socket, recv, send};
 use batch::{build_batch, parse_acks, timeout_ms, Op};
-use elements::{pinhole_elements, Element};
-use ftp_alg_proto::pinhole::Pinhole;
+use elements::{pinhole_elements, range_elements, Element};
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 
 /// Receive buffer; ACKs are 36 bytes each (the socket uses NETLINK_CAP_ACK).
 const RECV_BUF_LEN: usize = 64 * 1024;
@@ -69,23 +73,53 @@ impl NftPinholes {
     /// Both elements are added or neither.
     /// Mixed address families and a zero `timeout` are `InvalidInput`.
     pub fn add(&mut self, p: &Pinhole, timeout: Duration) -> io::Result<()> {
+        self.add_elements(p, &pinhole_elements(p)?, timeout)
+    }
+
+    /// Adds the elements of one FTPS range in ONE batch: the interval in
+    /// ftps4/ftps6 and, when translated, in ftpsdnat4/ftpsdnat6, with
+    /// `timeout` (a safety net: the daemon removes the range when its
+    /// session ends, and re-adds it while the session lives, which
+    /// refreshes the timeout as for [`NftPinholes::add`]). An overlapping
+    /// interval of other ports is refused by the kernel (EEXIST); the
+    /// engine never asks for one. Both elements are added or neither.
+    pub fn add_range(&mut self, r: &RangePinhole, timeout: Duration) -> io::Result<()> {
+        self.add_elements(r, &range_elements(r)?, timeout)
+    }
+
+    /// Removes FTPS ranges (as [`NftPinholes::remove_all`]: gone ones are
+    /// not an error).
+    pub fn remove_ranges(&mut self, ranges: &[RangePinhole]) -> io::Result<()> {
+        let mut pending = Vec::new();
+        for r in ranges {
+            pending.extend(range_elements(r)?);
+        }
+        self.remove_elements(pending)
+    }
+
+    /// Adds `elements` (of `what`) in one batch, all or none.
+    fn add_elements(
+        &mut self,
+        what: &dyn std::fmt::Display,
+        elements: &[Element],
+        timeout: Duration,
+    ) -> io::Result<()> {
         if timeout.is_zero() {
             // The kernel reads a zero timeout as "never expires": a pinhole
             // that stays open forever.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("pinhole {p}: the timeout must not be zero"),
+                format!("pinhole {what}: the timeout must not be zero"),
             ));
         }
         let ms = timeout_ms(timeout);
-        let elements = pinhole_elements(p)?;
-        let results = self.transact(Op::Add, &elements, ms)?;
+        let results = self.transact(Op::Add, elements, ms)?;
         // Any error aborts the whole batch: report the first one.
         for (element, code) in elements.iter().zip(results) {
             if code != 0 {
                 return Err(kernel_error(
                     format!(
-                        "adding pinhole {p} to set inet {} {}",
+                        "adding pinhole {what} to set inet {} {}",
                         self.table, element.set
                     ),
                     code,
@@ -113,6 +147,12 @@ impl NftPinholes {
         for p in pinholes {
             pending.extend(pinhole_elements(p)?);
         }
+        self.remove_elements(pending)
+    }
+
+    /// Removes `pending` in as few batches as the kernel allows (see
+    /// [`NftPinholes::remove_all`]).
+    fn remove_elements(&mut self, mut pending: Vec<Element>) -> io::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }

@@ -35,6 +35,22 @@ pub(super) fn labelled(
     }
 }
 
+/// A counter family with two labels: `values` holds (first, second, n).
+pub(super) fn labelled2(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    labels: (&str, &str),
+    values: &[(&str, &str, u64)],
+) {
+    header(out, name, help, "counter");
+    let (a, b) = labels;
+    for (x, y, n) in values {
+        let (x, y) = (escape(x), escape(y));
+        let _ = writeln!(out, "ftp_alg_{name}{{{a}=\"{x}\",{b}=\"{y}\"}} {n}");
+    }
+}
+
 pub(super) fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
     header(out, name, help, "histogram");
     let mut cumulative = 0u64;

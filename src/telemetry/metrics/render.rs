@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use ftp_alg_proto::ftp::session::Form;
 
-use super::exposition::{counter, escape, gauge, header, histogram, labelled};
+use super::exposition::{counter, escape, gauge, header, histogram, labelled, labelled2};
 use crate::telemetry::{labels, Published};
 
 /// Renders `p` in the Prometheus text exposition format 0.0.4.
@@ -48,15 +48,22 @@ pub fn render(p: &Published) -> String {
         "Announcements whose text was rewritten.",
         e.rewrites,
     );
-    labelled(
+    // One family for every kind of pinhole: `form` "exact" (one announced
+    // connection, used once) or "range" (an FTPS session's passive range,
+    // one kernel element however many sessions share it; it never expires
+    // while tracked, its expired series stays 0).
+    labelled2(
         &mut out,
         "pinholes_total",
-        "Pinholes by outcome: opened, closed by ftp-alg, or expired.",
-        "outcome",
+        "Pinholes by form (exact, range) and outcome: opened, closed by ftp-alg, or expired.",
+        ("form", "outcome"),
         &[
-            ("opened", e.pinholes_opened),
-            ("closed", e.pinholes_closed),
-            ("expired", e.pinholes_expired),
+            ("exact", "opened", e.pinholes_opened),
+            ("exact", "closed", e.pinholes_closed),
+            ("exact", "expired", e.pinholes_expired),
+            ("range", "opened", e.ranges_opened),
+            ("range", "closed", e.ranges_closed),
+            ("range", "expired", 0),
         ],
     );
     counter(
@@ -87,8 +94,14 @@ pub fn render(p: &Published) -> String {
     counter(
         &mut out,
         "tls_sessions_total",
-        "Control sessions that switched to TLS.",
+        "Control sessions that switched to TLS (or started in it, on an implicit FTPS port).",
         e.tls_sessions,
+    );
+    counter(
+        &mut out,
+        "ftps_sessions_total",
+        "Encrypted sessions whose server matched an [[ftps]] entry and that got its range.",
+        e.ftps_sessions,
     );
     counter(
         &mut out,
@@ -128,6 +141,12 @@ pub fn render(p: &Published) -> String {
         p.sessions as u64,
     );
     gauge(&mut out, "pinholes", "Live pinholes.", p.pinholes as u64);
+    gauge(
+        &mut out,
+        "ftps_ranges",
+        "Live FTPS range elements.",
+        p.ranges as u64,
+    );
 
     histogram(
         &mut out,
@@ -188,6 +207,9 @@ pub(crate) mod tests {
         p.engine.pinholes_opened = 4;
         p.engine.pinholes_closed = 1;
         p.engine.pinholes_expired = 2;
+        p.engine.ranges_opened = 5;
+        p.engine.ranges_closed = 4;
+        p.engine.ftps_sessions = 6;
         for _ in 0..6 {
             p.engine.refusals.add(Reason::ThirdPartyAddress);
         }
@@ -209,6 +231,7 @@ pub(crate) mod tests {
         p.shell.processing.observe(Duration::from_secs(1));
         p.sessions = 2;
         p.pinholes = 3;
+        p.ranges = 1;
         p
     }
 
@@ -231,9 +254,14 @@ pub(crate) mod tests {
             "ftp_alg_announcements_total{form=\"pasv227\"} 3",
             "ftp_alg_announcements_total{form=\"epsv229\"} 1",
             "ftp_alg_rewrites_total 2",
-            "ftp_alg_pinholes_total{outcome=\"opened\"} 4",
-            "ftp_alg_pinholes_total{outcome=\"closed\"} 1",
-            "ftp_alg_pinholes_total{outcome=\"expired\"} 2",
+            "ftp_alg_pinholes_total{form=\"exact\",outcome=\"opened\"} 4",
+            "ftp_alg_pinholes_total{form=\"exact\",outcome=\"closed\"} 1",
+            "ftp_alg_pinholes_total{form=\"exact\",outcome=\"expired\"} 2",
+            "ftp_alg_pinholes_total{form=\"range\",outcome=\"opened\"} 5",
+            "ftp_alg_pinholes_total{form=\"range\",outcome=\"closed\"} 4",
+            "ftp_alg_pinholes_total{form=\"range\",outcome=\"expired\"} 0",
+            "ftp_alg_ftps_sessions_total 6",
+            "ftp_alg_ftps_ranges 1",
             "ftp_alg_pinhole_errors_total 3",
             "ftp_alg_rule_repairs_total{what=\"table\"} 1",
             "ftp_alg_rule_repairs_total{what=\"queue_rule\"} 0",
@@ -337,7 +365,7 @@ pub(crate) mod tests {
                 assert!(value.parse::<f64>().is_ok(), "bad value in {l:?}");
             }
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 20);
         assert!(text.ends_with('\n'));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 use ftp_alg_proto::stats::{SessionInfo, SessionState};
 
 use super::{serve, StatusReport, StatusServer};
@@ -81,7 +81,16 @@ pub(super) fn sample() -> Vec<SessionInfo> {
                 },
                 Duration::from_secs(60),
             )],
-            range: None,
+            range: Some((
+                1,
+                RangePinhole {
+                    src: "2001:db8::1".parse().unwrap(),
+                    dst: "2001:db8::21".parse().unwrap(),
+                    low: 40000,
+                    high: 40100,
+                    dnat: None,
+                },
+            )),
         },
     ]
 }
@@ -94,6 +103,7 @@ session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.10
 session 192.0.2.20:40000 server_public ? state greeting idle 0s seq +0/+0
 session [2001:db8::1]:50000 server_public [2001:db8::21]:21 state tls idle 0s seq +0/+12
   pinhole 2001:db8::21 -> [2001:db8::1]:2121 expires in 60s
+  range 2001:db8::1 -> [2001:db8::21]:40000-40100 ftps[1] while the session lives
 3 sessions, 3 pinholes
 ";
 

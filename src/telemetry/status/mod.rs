@@ -45,6 +45,11 @@
 //!   far in that direction, in bytes.
 //! * per pinhole: `src` and `dst` addresses, `dport`, `dnat` (the real
 //!   listener, or `null`), `expires_in_secs`.
+//! * per session, `ftps_range`: `null`, or the range of data ports an
+//!   encrypted session holds (README "FTPS"): `ftps_entry` (index of the
+//!   `[[ftps]]` entry that matched), `src`, `dst`, `low`, `high`, `dnat`
+//!   (the server's real address, or `null`; the port is kept). It lives as
+//!   long as the session, so it has no expiry.
 //!
 //! Sessions are sorted by client address, pinholes by their addresses;
 //! seconds are rounded down.
@@ -58,6 +63,12 @@
 //! session 192.0.2.10:51000 client_public 203.0.113.1:40000 server_public 198.51.100.5:21 state ready idle 3s seq +2/+0
 //!   pinhole 198.51.100.5 -> 203.0.113.1:40001 dnat 192.0.2.10:50000 expires in 28s
 //! 1 sessions, 1 pinholes
+//! ```
+//!
+//! An encrypted session with an FTPS range has one more line:
+//!
+//! ```text
+//!   range 198.51.100.2 -> 203.0.113.1:50000-50100 dnat 192.0.2.10 ftps[0] while the session lives
 //! ```
 //!
 //! `client_public` is shown only when known and different from the client,
@@ -79,5 +90,5 @@ mod server;
 mod text;
 
 pub use client::{query, QUERY_TIMEOUT};
-pub use report::{PinholeView, SessionView, StatusReport, SCHEMA};
+pub use report::{PinholeView, RangeView, SessionView, StatusReport, SCHEMA};
 pub use server::{serve, StatusServer, SESSIONS_TIMEOUT};

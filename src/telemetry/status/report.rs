@@ -51,6 +51,26 @@ pub struct SessionView {
     pub seq_delta_to_client: i64,
     /// Live pinholes, sorted by their addresses.
     pub pinholes: Vec<PinholeView>,
+    /// The FTPS range the session holds (`null`: none).
+    #[serde(default)]
+    pub ftps_range: Option<RangeView>,
+}
+
+/// An encrypted session's range of data ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeView {
+    /// Index of the `[[ftps]]` entry that matched the server.
+    pub ftps_entry: usize,
+    /// Where the data connections come from (the client).
+    pub src: IpAddr,
+    /// The server as the client addresses it.
+    pub dst: IpAddr,
+    /// Lowest port admitted.
+    pub low: u16,
+    /// Highest port admitted.
+    pub high: u16,
+    /// The server's real address when translated (port kept).
+    pub dnat: Option<IpAddr>,
 }
 
 /// One pinhole.
@@ -132,6 +152,14 @@ impl From<&SessionInfo> for SessionView {
             seq_delta_to_server: s.delta_to_server,
             seq_delta_to_client: s.delta_to_client,
             pinholes,
+            ftps_range: s.range.map(|(ftps_entry, r)| RangeView {
+                ftps_entry,
+                src: r.src,
+                dst: r.dst,
+                low: r.low,
+                high: r.high,
+                dnat: r.dnat,
+            }),
         }
     }
 }
@@ -171,6 +199,16 @@ mod tests {
         assert_eq!(p["expires_in_secs"], 28);
         assert_eq!(v["sessions"][1]["server_public"], serde_json::Value::Null);
         assert_eq!(v["sessions"][2]["client"], "[2001:db8::1]:50000");
+        assert_eq!(s["ftps_range"], serde_json::Value::Null);
+        let r = &v["sessions"][2]["ftps_range"];
+        assert_eq!(r["ftps_entry"], 1);
+        assert_eq!(r["src"], "2001:db8::1");
+        assert_eq!(r["dst"], "2001:db8::21");
+        assert_eq!(
+            (r["low"].as_u64(), r["high"].as_u64()),
+            (Some(40000), Some(40100))
+        );
+        assert_eq!(r["dnat"], serde_json::Value::Null);
         // Every field documented, none more.
         let keys = |o: &serde_json::Value| {
             let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
@@ -181,7 +219,12 @@ mod tests {
             keys(&v),
             "listed,pinhole_count,schema,session_count,sessions,version"
         );
-        assert_eq!(keys(s), "client,client_public,idle_secs,pinholes,seq_delta_to_client,seq_delta_to_server,server_public,server_real,state");
+        assert_eq!(keys(s), "client,client_public,ftps_range,idle_secs,pinholes,seq_delta_to_client,seq_delta_to_server,server_public,server_real,state");
         assert_eq!(keys(p), "dnat,dport,dst,expires_in_secs,src");
+        assert_eq!(keys(r), "dnat,dst,ftps_entry,high,low,src");
+        // A report of an older daemon (no ftps_range) still parses.
+        let old = json.replace(",\"ftps_range\":null", "");
+        assert!(!old.contains("\"ftps_range\":null"));
+        assert!(StatusReport::from_json(&old).is_ok());
     }
 }

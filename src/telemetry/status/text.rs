@@ -64,6 +64,19 @@ impl SessionView {
             }
             let _ = writeln!(out, " expires in {}s", p.expires_in_secs);
         }
+        if let Some(r) = &self.ftps_range {
+            let _ = write!(
+                out,
+                "  range {} -> {}-{}",
+                r.src,
+                SocketAddr::new(r.dst, r.low),
+                r.high
+            );
+            if let Some(real) = r.dnat {
+                let _ = write!(out, " dnat {real}");
+            }
+            let _ = writeln!(out, " ftps[{}] while the session lives", r.ftps_entry);
+        }
     }
 }
 

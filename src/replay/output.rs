@@ -69,6 +69,8 @@ pub fn kind(what: &What) -> &'static str {
         What::Core(Event::Refusal { .. }) => "refusal",
         What::Core(Event::TlsStarted) => "tls",
         What::Core(Event::SessionClosed) => "session-end",
+        What::Core(Event::FtpsRange { .. }) => "ftps-range",
+        What::Core(Event::FtpsRangeClosed { .. }) => "ftps-range-closed",
         What::Core(_) => "other",
         What::Nat(..) => "nat",
         What::PinholeClosed(_) => "pinhole-closed",
@@ -117,6 +119,29 @@ fn details(what: &What) -> String {
         }
         What::Core(Event::TlsStarted) => "switched to TLS: nothing more is parsed or opened".into(),
         What::Core(Event::SessionClosed) => "control connection closed".into(),
+        What::Core(Event::FtpsRange {
+            entry,
+            opening,
+            shared,
+        }) => {
+            let shared = if *shared {
+                ", shared with another session"
+            } else {
+                ""
+            };
+            format!(
+                "{} while the session lives (ftps[{entry}]{shared})",
+                opening.range
+            )
+        }
+        What::Core(Event::FtpsRangeClosed { range, removed }) => {
+            let still = if *removed {
+                ""
+            } else {
+                " (another session still uses it)"
+            };
+            format!("{range}{still}")
+        }
         What::Core(other) => format!("{other:?}"),
         What::Nat(Some(m), source) => format!(
             "client seen by the server as {}, server is {} ({})",

@@ -194,8 +194,8 @@ def poll_secs(n):
     return variant(OP, "PollSecs") + u16(n)
 
 
-def engine(v6, nat_sel, ops, client_isn=1000, server_isn=0xFFFFFF00):
-    return b(v6) + u32(client_isn) + u32(server_isn) + nat_sel + rest(ops)
+def engine(v6, nat_sel, ops, client_isn=1000, server_isn=0xFFFFFF00, implicit=False):
+    return b(v6) + b(implicit) + u32(client_isn) + u32(server_isn) + nat_sel + rest(ops)
 
 
 def handshake():
@@ -252,6 +252,13 @@ ENGINE = {
         seg(True, [f("Port"), f("ClientHost"), f("PortPair", 4, 1), CRLF]),
         seg(False, [f("Code200"), CRLF]),
     ]),
+    # Implicit TLS (port 990) behind DNAT: the range opens with the
+    # handshake and closes with the FINs.
+    "implicit_tls_dnat": engine(False, nat("Dnat"), handshake() + [
+        seg(True, [f("TlsRecord", False, b"\x16hello")]),
+        seg(False, [f("TlsRecord", False, b"\x16hello")]),
+        seg(True, [f("TlsRecord", False, b"PASV")], second=True),
+    ] + close() + [poll_secs(31)], implicit=True),
     "midstream_tls_raw": engine(False, nat("Identity"), [
         seg(True, [f("Auth")]),
         seg(False, [f("Code234"), CRLF]),

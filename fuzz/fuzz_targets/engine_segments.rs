@@ -1,9 +1,12 @@
 //! Sequences of IP/TCP packets through one `Engine` with the default
-//! configuration.
+//! configuration plus `[[ftps]]` entries for the server (its public and
+//! its real address), so that `AUTH TLS` ... `234` and the implicit-TLS
+//! port open FTPS ranges.
 //!
 //! The packets are built with etherparse from structured input: direction
 //! between client 198.51.100.2:40000 (or :40001, a second session) and
-//! server 203.0.113.10:21 (IPv6 addresses when `v6` is set), flags,
+//! server 203.0.113.10:21, or :990 when `implicit` is set (IPv6 addresses
+//! when `v6` is set), flags,
 //! sequence and acknowledgement numbers near each side's stream position,
 //! an optional SACK option or raw TCP options, and a payload assembled from
 //! FTP fragments ("PORT ", "227 ", "(192,0,2,10,4,1)", "\r\n", ...), TLS
@@ -19,17 +22,24 @@
 //! * every pinhole opened has a destination port >= 1024;
 //! * the engine does not ask twice in a row for the NAT mapping of the same
 //!   packet;
-//! * every session is forgotten once all timeouts have passed.
+//! * every session is forgotten once all timeouts have passed;
+//! * every FTPS range opened is from the address of the client of the
+//!   packet's session, to ports
+//!   >= 1024; a range closed was open; none is left once every session is
+//!   forgotten (in the kernel's view, from the decisions, and the engine's).
 
 #![no_main]
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use etherparse::{IpSlice, PacketBuilder, TcpOptionElement, TcpSlice};
 use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping, Verdict};
+use ftp_alg_proto::ftps::FtpsServer;
 use ftp_alg_proto::packet::TcpSegment;
+use ftp_alg_proto::pinhole::RangePinhole;
 use libfuzzer_sys::fuzz_target;
 
 /// Pieces payloads are made of, biased towards what the engine parses.
@@ -208,6 +218,8 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     v6: bool,
+    /// The server port is an implicit-TLS one (990).
+    implicit: bool,
     client_isn: u32,
     server_isn: u32,
     nat: NatSel,
@@ -229,7 +241,13 @@ struct Addrs {
 }
 
 impl Addrs {
-    fn new(v6: bool) -> Self {
+    fn new(v6: bool, port: u16) -> Self {
+        let mut a = Self::on_21(v6);
+        a.server.set_port(port);
+        a
+    }
+
+    fn on_21(v6: bool) -> Self {
         if v6 {
             let c: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into();
             Addrs {
@@ -443,6 +461,7 @@ fn run_packet(
     pristine: bool,
     addrs: &Addrs,
     nat: NatSel,
+    ranges: &mut HashSet<RangePinhole>,
 ) {
     let original = TcpSegment::parse(packet).ok();
     let mut asked = 0;
@@ -483,11 +502,55 @@ fn run_packet(
         let p = o.pinhole;
         assert!(p.dport >= 1024, "pinhole to a privileged port opened: {p}");
     }
+    let ends = original.as_ref().map(|seg| [seg.src.ip(), seg.dst.ip()]);
+    track_ranges(ranges, &decision.open_ranges, &decision.close_ranges, ends);
+}
+
+/// The kernel's view of the FTPS ranges, kept from the decisions.
+fn track_ranges(
+    live: &mut HashSet<RangePinhole>,
+    open: &[ftp_alg_proto::engine::RangeOpening],
+    close: &[RangePinhole],
+    ends: Option<[IpAddr; 2]>,
+) {
+    // In the shell's order: opened before the verdict, closed after it.
+    for o in open {
+        let r = o.range;
+        assert!(r.low >= 1024 && r.low <= r.high, "range {r}");
+        // For the session of the packet that asked: its client's address.
+        let ends = ends.expect("a range opened for a packet that does not parse");
+        assert!(
+            ends.contains(&r.src),
+            "range for another source: {r} ({ends:?})"
+        );
+        assert!(!o.lifetime.is_zero(), "range without a timeout: {r}");
+        live.insert(r);
+    }
+    for r in close {
+        assert!(live.remove(r), "range closed that was not open: {r}");
+    }
+}
+
+/// `[[ftps]]` entries for the server's public and real addresses.
+fn ftps_config(addrs: &Addrs) -> EngineConfig {
+    let entry = |ip: IpAddr| FtpsServer {
+        server: ftp_alg_proto::ftps::Prefix::new(ip, if ip.is_ipv4() { 32 } else { 128 })
+            .expect("full-length prefix"),
+        passive_ports: ftp_alg_proto::ftps::PortRange {
+            low: 50000,
+            high: 50100,
+        },
+    };
+    EngineConfig {
+        ftps: vec![entry(addrs.server.ip()), entry(addrs.server_real)],
+        ..EngineConfig::default()
+    }
 }
 
 fuzz_target!(|input: Input| {
-    let addrs = Addrs::new(input.v6);
-    let mut engine = Engine::new(EngineConfig::default());
+    let addrs = Addrs::new(input.v6, if input.implicit { 990 } else { 21 });
+    let mut engine = Engine::new(ftps_config(&addrs));
+    let mut ranges = HashSet::new();
     let start = Instant::now();
     let mut elapsed = Duration::ZERO;
     let mut nat = input.nat;
@@ -507,27 +570,40 @@ fuzz_target!(|input: Input| {
         match op {
             Op::Segment(seg) => {
                 if let Some((packet, pristine)) = build(seg, &addrs, &mut streams) {
-                    run_packet(&mut engine, now, &packet, pristine, &addrs, nat);
+                    run_packet(
+                        &mut engine,
+                        now,
+                        &packet,
+                        pristine,
+                        &addrs,
+                        nat,
+                        &mut ranges,
+                    );
                 }
             }
-            Op::Raw(bytes) => run_packet(&mut engine, now, bytes, false, &addrs, nat),
+            Op::Raw(bytes) => run_packet(&mut engine, now, bytes, false, &addrs, nat, &mut ranges),
             Op::PollMs(ms) => {
                 elapsed += Duration::from_millis(*ms as u64);
-                engine.poll(start + elapsed);
+                let gone = engine.poll(start + elapsed);
+                track_ranges(&mut ranges, &[], &gone.ranges, None);
             }
             Op::PollSecs(s) => {
                 elapsed += Duration::from_secs(*s as u64);
-                engine.poll(start + elapsed);
+                let gone = engine.poll(start + elapsed);
+                track_ranges(&mut ranges, &[], &gone.ranges, None);
             }
             Op::Nat(sel) => nat = *sel,
         }
     }
     // Everything expires in the end.
     elapsed += Duration::from_secs(3 * 3600);
-    engine.poll(start + elapsed);
+    let gone = engine.poll(start + elapsed);
+    track_ranges(&mut ranges, &[], &gone.ranges, None);
     assert_eq!(
         engine.session_count(),
         0,
         "sessions left after every timeout"
     );
+    assert!(ranges.is_empty(), "ranges left in the kernel: {ranges:?}");
+    assert_eq!(engine.range_count(), 0, "ranges left in the engine");
 });

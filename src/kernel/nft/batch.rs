@@ -260,6 +260,45 @@ mod tests {
     }
 
     #[test]
+    fn range_elements_carry_their_key_end_to_add_and_to_remove() {
+        use super::super::elements::range_elements;
+        let r = ftp_alg_proto::pinhole::RangePinhole {
+            src: "192.0.2.10".parse().unwrap(),
+            dst: "198.51.100.1".parse().unwrap(),
+            low: 50000,
+            high: 50100,
+            dnat: Some("203.0.113.7".parse().unwrap()),
+        };
+        let elements = range_elements(&r).unwrap();
+        let end = [192, 0, 2, 10, 198, 51, 100, 1, 0xc3, 0xb4, 0, 0];
+        // NFTA_SET_ELEM_KEY_END (10 | NLA_F_NESTED), 20 bytes, holding
+        // NFTA_DATA_VALUE (1), 16 bytes: the high end, as nft sends it.
+        let mut nla = vec![20, 0, 0x0a, 0x80, 16, 0, 1, 0];
+        nla.extend(end);
+        for op in [Op::Add, Op::Remove, Op::Destroy] {
+            let buf = build_batch("ftp_alg", op, &elements, 7_200_000, 1);
+            let found = buf.windows(nla.len()).filter(|w| *w == nla).count();
+            assert_eq!(found, 2, "the set and the map element each name the end");
+        }
+        let msgs = parse_all(&build_batch("ftp_alg", Op::Add, &elements, 7_200_000, 1));
+        let (_, m) = set_element_message(&msgs[2]);
+        let NfTablesMessage::NewSetElement(m) = m else {
+            panic!("{m:?}")
+        };
+        let SetElementList::Elements(list) = &m.attributes[2] else {
+            panic!("{m:?}")
+        };
+        let ListAttribute::Element(attrs) = &list[0] else {
+            panic!("{list:?}")
+        };
+        assert_eq!(
+            attrs[2],
+            SetElementAttribute::Data(DataAttribute::Value(vec![203, 0, 113, 7])),
+            "the map's value is the address alone"
+        );
+    }
+
+    #[test]
     fn remove_batch_sends_only_keys() {
         let elements = pinhole_elements(&dnat_pinhole_v4()).unwrap();
         let msgs = parse_all(&build_batch("t", Op::Remove, &elements, 0, u32::MAX));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ftp_alg_proto::engine::{Engine, EngineConfig, NatMapping};
 use ftp_alg_proto::event::Event;
 use ftp_alg_proto::packet::TcpSegment;
-use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 use ftp_alg_proto::stats::SessionState;
 
 use super::copies::{NatSource, Sorted};
@@ -48,6 +48,16 @@ pub enum What {
         pinhole: Pinhole,
         /// Its source address and port.
         from: SocketAddr,
+    },
+    /// A data connection in the capture opened through an FTPS session's
+    /// range (which stays open for the next one).
+    RangeConnection {
+        /// The range it used.
+        range: RangePinhole,
+        /// Its source address and port.
+        from: SocketAddr,
+        /// Where it went, as it reached the gateway.
+        to: SocketAddr,
     },
     /// The capture ends while the session is still open.
     OpenAtEnd,
@@ -89,8 +99,12 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         let now = at(base, clock.saturating_sub(start));
         firewall.expire(clock, &mut records);
         if engine.poll_at().is_some_and(|t| t <= now) {
-            for p in engine.poll(now).pinholes {
+            let gone = engine.poll(now);
+            for p in gone.pinholes {
                 firewall.close(p, clock, &mut records);
+            }
+            for r in gone.ranges {
+                firewall.close_range(&r);
             }
         }
         let Ok(seg) = TcpSegment::parse(&fed.ip) else {
@@ -131,6 +145,9 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
                 What::Core(Event::Pinhole { opening, .. }) => {
                     firewall.open(session, opening.pinhole, clock + opening.lifetime)
                 }
+                What::Core(Event::FtpsRange { opening, .. }) => {
+                    firewall.open_range(session, opening.range)
+                }
                 What::Core(Event::SessionOpened { server, .. }) => {
                     sessions.insert(session);
                     firewall.hosts(session, &[session.ip()], &[server.ip()]);
@@ -144,6 +161,9 @@ pub fn run(sorted: &Sorted, cfg: EngineConfig) -> Vec<Record> {
         }
         for p in decision.close {
             firewall.close(p, clock, &mut records);
+        }
+        for r in decision.close_ranges {
+            firewall.close_range(&r);
         }
     }
     firewall.expire(clock, &mut records);

@@ -7,13 +7,15 @@
 //! capture shows the data connections' first packets (SYN without ACK),
 //! so replay can tell which pinhole each one used, which pinholes expired
 //! unused, and which connection attempt between a session's two hosts no
-//! pinhole admitted: the admin's "why was this transfer blocked?".
+//! pinhole admitted: the admin's "why was this transfer blocked?". An FTPS
+//! session's range admits every connection of its client to its ports
+//! while it is open (it is never consumed).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ftp_alg_proto::pinhole::Pinhole;
+use ftp_alg_proto::pinhole::{Pinhole, RangePinhole};
 
 use super::feed::{Record, What};
 
@@ -36,6 +38,16 @@ pub struct Firewall {
     hosts: HashMap<SocketAddr, (Vec<IpAddr>, Vec<IpAddr>)>,
     /// Blocked attempts already reported (retransmitted SYNs are not).
     blocked: HashSet<(SocketAddr, SocketAddr)>,
+    /// Open FTPS ranges, each with the session that opened its element.
+    ranges: Vec<(SocketAddr, RangePinhole)>,
+    /// Connections through a range already reported, by range and port.
+    through_range: HashSet<(RangePinhole, u16)>,
+}
+
+/// True when the connection attempt `src -> dst` is one `r` admits, as it
+/// reaches the gateway or after the range's DNAT.
+fn range_admits(r: &RangePinhole, src: SocketAddr, dst: SocketAddr) -> bool {
+    r.src == src.ip() && (r.dst == dst.ip() || r.dnat == Some(dst.ip())) && r.contains(dst.port())
 }
 
 /// True when the connection attempt `src -> dst` is the one `p` admits:
@@ -66,6 +78,18 @@ impl Firewall {
             pinhole,
             expires,
         });
+    }
+
+    /// An FTPS range installed for `session` (a shared one once).
+    pub fn open_range(&mut self, session: SocketAddr, range: RangePinhole) {
+        if !self.ranges.iter().any(|(_, r)| *r == range) {
+            self.ranges.push((session, range));
+        }
+    }
+
+    /// An FTPS range removed (its last session ended).
+    pub fn close_range(&mut self, range: &RangePinhole) {
+        self.ranges.retain(|(_, r)| r != range);
     }
 
     /// Reports and forgets the pinholes whose lifetime ended by `clock`.
@@ -119,6 +143,36 @@ impl Firewall {
         if self.used.iter().any(|p| leads_to(p, dst)) {
             return;
         }
+        // A copy of a connection already seen through a range (the
+        // leaving copy, after NAT, or a retransmission): not new.
+        let reaches = |r: &RangePinhole| {
+            (r.dst == dst.ip() || r.dnat == Some(dst.ip())) && r.contains(dst.port())
+        };
+        if self
+            .ranges
+            .iter()
+            .any(|(_, r)| reaches(r) && self.through_range.contains(&(*r, dst.port())))
+        {
+            return;
+        }
+        if let Some((session, range)) = self
+            .ranges
+            .iter()
+            .find(|(_, r)| range_admits(r, src, dst))
+            .copied()
+        {
+            self.through_range.insert((range, dst.port()));
+            records.push(Record {
+                time: clock,
+                session,
+                what: What::RangeConnection {
+                    range,
+                    from: src,
+                    to: dst,
+                },
+            });
+            return;
+        }
         let between = |(c, s): &(Vec<IpAddr>, Vec<IpAddr>)| {
             (c.contains(&src.ip()) && s.contains(&dst.ip()))
                 || (s.contains(&src.ip()) && c.contains(&dst.ip()))
@@ -133,5 +187,76 @@ impl Firewall {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_range_admits_its_client_repeatedly_until_it_closes() {
+        let session = sa("198.51.100.2:40000");
+        let mut fw = Firewall::default();
+        fw.hosts(
+            session,
+            &["198.51.100.2".parse().unwrap()],
+            &[
+                "203.0.113.1".parse().unwrap(),
+                "192.0.2.10".parse().unwrap(),
+            ],
+        );
+        let range = RangePinhole {
+            src: "198.51.100.2".parse().unwrap(),
+            dst: "203.0.113.1".parse().unwrap(),
+            low: 50000,
+            high: 50100,
+            dnat: Some("192.0.2.10".parse().unwrap()),
+        };
+        fw.open_range(session, range);
+        let mut records = Vec::new();
+        let client = sa("198.51.100.2:41000");
+        fw.attempt(
+            client,
+            sa("203.0.113.1:50000"),
+            Duration::ZERO,
+            &mut records,
+        );
+        // The copy behind the gateway, after the DNAT: the same connection.
+        fw.attempt(client, sa("192.0.2.10:50000"), Duration::ZERO, &mut records);
+        fw.attempt(
+            sa("198.51.100.2:41001"),
+            sa("203.0.113.1:50100"),
+            Duration::ZERO,
+            &mut records,
+        );
+        fw.attempt(
+            sa("198.51.100.2:41002"),
+            sa("203.0.113.1:50101"),
+            Duration::ZERO,
+            &mut records,
+        );
+        fw.close_range(&range);
+        fw.attempt(
+            sa("198.51.100.2:41003"),
+            sa("203.0.113.1:50000"),
+            Duration::ZERO,
+            &mut records,
+        );
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(|r| match &r.what {
+                What::RangeConnection { .. } => "range",
+                What::Blocked { .. } => "blocked",
+                _ => "other",
+            })
+            .collect();
+        // The copy after the DNAT is the same connection; the port above
+        // the range and the attempt after the close are blocked.
+        assert_eq!(kinds, ["range", "range", "blocked", "blocked"]);
     }
 }

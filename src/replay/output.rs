@@ -75,7 +75,7 @@ pub fn kind(what: &What) -> &'static str {
         What::Nat(..) => "nat",
         What::PinholeClosed(_) => "pinhole-closed",
         What::PinholeExpired(_) => "pinhole-expired",
-        What::DataConnection { .. } => "data-connection",
+        What::DataConnection { .. } | What::RangeConnection { .. } => "data-connection",
         What::Blocked { .. } => "blocked",
         What::OpenAtEnd => "open-at-end",
     }
@@ -153,6 +153,9 @@ fn details(what: &What) -> String {
         What::PinholeClosed(p) => format!("{p}"),
         What::PinholeExpired(p) => format!("{p}: no connection within its lifetime"),
         What::DataConnection { pinhole, from } => format!("from {from} through {pinhole}"),
+        What::RangeConnection { range, from, to } => {
+            format!("from {from} to {to} through the FTPS range {range}")
+        }
         What::Blocked { from, to } => {
             format!("connection from {from} to {to}: no pinhole admits it")
         }
@@ -239,6 +242,11 @@ pub fn json(r: &Record) -> Value {
         What::DataConnection { pinhole, from } => {
             pinhole_fields(&mut m, pinhole);
             m.insert("from".into(), json!(from.to_string()));
+        }
+        What::RangeConnection { range, from, to } => {
+            m.insert("range".into(), json!(range.to_string()));
+            m.insert("from".into(), json!(from.to_string()));
+            m.insert("to".into(), json!(to.to_string()));
         }
         What::Blocked { from, to } => {
             m.insert("from".into(), json!(from.to_string()));

@@ -579,33 +579,6 @@ impl Config {
         Ok(())
     }
 
-    /// `[[ftps]]` and `ftps_control_ports`.
-    fn validate_ftps(&self) -> Result<(), ConfigError> {
-        if self.ftps_control_ports.contains(&0) {
-            return Err(bad("ftps_control_ports", "0 is not a port"));
-        }
-        if let Some(p) = self
-            .ftps_control_ports
-            .iter()
-            .find(|p| self.control_ports.contains(p))
-        {
-            // One port cannot be cleartext and TLS from the first byte.
-            return Err(bad(
-                "ftps_control_ports",
-                format!("{p} is in control_ports too"),
-            ));
-        }
-        let servers: Vec<FtpsServer> = self.ftps.iter().map(|&e| e.into()).collect();
-        check_entries(&servers, self.policy.allow_privileged_ports)
-            .map_err(|e| bad("ftps", e.to_string()))
-    }
-
-    /// The server ports whose packets are queued: the control ports, plus
-    /// the implicit-TLS ones while `[[ftps]]` is configured.
-    pub fn queued_ports(&self) -> Vec<u16> {
-        self.engine().followed_ports()
-    }
-
     /// `accept_rule_input`/`accept_rule_output` name native chains, so they
     /// go with a native `accept_rule`; with the `local` path on, such a
     /// firewall must name its input chain, or passive transfers to this
@@ -632,6 +605,33 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[[ftps]]` and `ftps_control_ports`.
+    fn validate_ftps(&self) -> Result<(), ConfigError> {
+        if self.ftps_control_ports.contains(&0) {
+            return Err(bad("ftps_control_ports", "0 is not a port"));
+        }
+        if let Some(p) = self
+            .ftps_control_ports
+            .iter()
+            .find(|p| self.control_ports.contains(p))
+        {
+            // One port cannot be cleartext and TLS from the first byte.
+            return Err(bad(
+                "ftps_control_ports",
+                format!("{p} is in control_ports too"),
+            ));
+        }
+        let servers: Vec<FtpsServer> = self.ftps.iter().map(|&e| e.into()).collect();
+        check_entries(&servers, self.policy.allow_privileged_ports)
+            .map_err(|e| bad("ftps", e.to_string()))
+    }
+
+    /// The server ports whose packets are queued: the control ports, plus
+    /// the implicit-TLS ones while `[[ftps]]` is configured.
+    pub fn queued_ports(&self) -> Vec<u16> {
+        self.engine().followed_ports()
     }
 
     /// The engine's settings derived from this configuration.
@@ -705,6 +705,30 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_read_and_shown() {
+        assert_eq!(Config::default().paths.to_string(), "forward");
+        let c = Config::from_toml("paths = [\"local\"]").unwrap();
+        assert_eq!((c.paths.forward, c.paths.local), (false, true));
+        let c = Config::from_toml("paths = [\"local\", \"forward\", \"local\"]").unwrap();
+        assert_eq!(c.paths.to_string(), "forward,local");
+        assert_eq!("local,forward".parse::<Paths>(), Ok(c.paths));
+        assert!("".parse::<Paths>().is_err());
+        assert!("forward,,local".parse::<Paths>().is_err());
+        let e = "forward,host".parse::<Paths>().unwrap_err();
+        assert!(e.contains("\"host\" is not a path"), "{e}");
+        let e = Config::from_toml("paths = []").unwrap_err().to_string();
+        assert!(e.contains("is empty"), "{e}");
+        let c = Config::from_toml(
+            "paths = [\"forward\", \"local\"]\naccept_rule = \"nft inet filter forward\"\n\
+             accept_rule_input = \"nft inet filter input\"\naccept_rule_output = \"nft ip fw out\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.accept_rule_input.unwrap().chain, "input");
+        let out = c.accept_rule_output.unwrap();
+        assert_eq!((out.family.as_str(), out.table.as_str()), ("ip", "fw"));
+    }
+
+    #[test]
     fn ftps_entries_parse_and_reach_the_engine_and_the_queue() {
         let c = Config::from_toml(
             "ftps_control_ports = [990, 8990]\n\
@@ -732,30 +756,6 @@ mod tests {
         // A privileged range with the policy that allows it.
         let low = "[policy]\nallow_privileged_ports = true\n[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"1000-2000\"\n";
         assert!(Config::from_toml(low).is_ok());
-    }
-
-    #[test]
-    fn paths_are_read_and_shown() {
-        assert_eq!(Config::default().paths.to_string(), "forward");
-        let c = Config::from_toml("paths = [\"local\"]").unwrap();
-        assert_eq!((c.paths.forward, c.paths.local), (false, true));
-        let c = Config::from_toml("paths = [\"local\", \"forward\", \"local\"]").unwrap();
-        assert_eq!(c.paths.to_string(), "forward,local");
-        assert_eq!("local,forward".parse::<Paths>(), Ok(c.paths));
-        assert!("".parse::<Paths>().is_err());
-        assert!("forward,,local".parse::<Paths>().is_err());
-        let e = "forward,host".parse::<Paths>().unwrap_err();
-        assert!(e.contains("\"host\" is not a path"), "{e}");
-        let e = Config::from_toml("paths = []").unwrap_err().to_string();
-        assert!(e.contains("is empty"), "{e}");
-        let c = Config::from_toml(
-            "paths = [\"forward\", \"local\"]\naccept_rule = \"nft inet filter forward\"\n\
-             accept_rule_input = \"nft inet filter input\"\naccept_rule_output = \"nft ip fw out\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.accept_rule_input.unwrap().chain, "input");
-        let out = c.accept_rule_output.unwrap();
-        assert_eq!((out.family.as_str(), out.table.as_str()), ("ip", "fw"));
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub fn install(cfg: &Config) -> Result<Installed, RulesetError> {
         before,
         table: false,
         labels: cfg.durable.enabled,
-        ftps: !cfg.ftps.is_empty(),
         paths: cfg.paths,
+        ftps: !cfg.ftps.is_empty(),
         rules: Vec::new(),
         nft_accept: Vec::new(),
         done: false,
@@ -82,10 +82,10 @@ pub struct Installed {
     pub(super) table: bool,
     /// Whether it has the `labels` chain (`[durable]` on).
     pub(super) labels: bool,
-    /// Whether it has the FTPS range sets (`[[ftps]]` configured).
-    pub(super) ftps: bool,
     /// The paths installed for (which chains the table has).
     pub(super) paths: Paths,
+    /// Whether it has the FTPS range sets (`[[ftps]]` configured).
+    pub(super) ftps: bool,
     /// The iptables rules inserted, in insertion order.
     pub(super) rules: Vec<(Family, XtRule)>,
     /// The accept rules inserted into the admin's nftables chains

@@ -46,10 +46,10 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
     );
     t.push_str(&ftps_sets(cfg));
     t.push_str(&pinhole_chain(
-        cfg,
         "pinholes",
         "type nat hook prerouting priority dstnat - 10",
         &mark,
+        cfg,
     ));
     if cfg.paths.local {
         // This host's own outgoing data connections (a local server's
@@ -58,10 +58,10 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
         // output filter. (`dstnat` names no priority at output in an inet
         // table for nft 1.0.6; -110 is the same number.)
         t.push_str(&pinhole_chain(
-            cfg,
             "pinholes_out",
             "type nat hook output priority -110",
             &mark,
+            cfg,
         ));
     }
     t.push_str(&labels_chain(cfg));
@@ -93,6 +93,43 @@ pub fn table_text(cfg: &Config, backend: QueueBackend) -> String {
     t
 }
 
+/// One chain consuming pinholes at `hook` (the text after `type`): the
+/// same rules for prerouting and, with `local`, output. Mark first: `dnat`
+/// ends the chain. (Chain names `dnat`/`forward` would collide with nft
+/// keywords.)
+/// With `[[ftps]]`, the FTPS ranges' rules go in the same places: their
+/// marks after the exact ones and before every `dnat`, their DNAT after.
+fn pinhole_chain(name: &str, hook: &str, mark: &str, cfg: &Config) -> String {
+    format!(
+        "\tchain {name} {{\n\
+         \t\t{hook}; policy accept;\n\
+         \t\tip saddr . ip daddr . tcp dport @pin4 delete @pin4 {{ ip saddr . ip daddr . tcp dport }} ct mark set ct mark | {mark}\n\
+         \t\tip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 {{ ip6 saddr . ip6 daddr . tcp dport }} ct mark set ct mark | {mark}\n\
+         {ftps_marks}\
+         \t\tdnat ip to ip saddr . ip daddr . tcp dport map @dnat4\n\
+         \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n\
+         {ftps_dnats}\
+         \t}}\n",
+        ftps_marks = ftps_marks(cfg, mark),
+        ftps_dnats = ftps_dnats(cfg),
+    )
+}
+
+/// The native form of `xtables::hook_match`: loopback excluded, and only
+/// this host's addresses for raw PREROUTING with `local` alone.
+fn native_hook_match(hook: &QueueHook) -> String {
+    let mut m = String::new();
+    match hook.lo {
+        Some(Lo::In) => m.push_str("iifname != \"lo\" "),
+        Some(Lo::Out) => m.push_str("oifname != \"lo\" "),
+        None => {}
+    }
+    if hook.local_dst {
+        m.push_str("fib daddr type local ");
+    }
+    m
+}
+
 /// The FTPS range sets and maps (with `[[ftps]]` configured): intervals
 /// over the pinhole sets' concatenation (`flags interval`: nft's pipapo
 /// set type; with `timeout`, accepted on 6.18, measured), so one element
@@ -122,7 +159,7 @@ fn ftps_sets(cfg: &Config) -> String {
     t
 }
 
-/// The chain `pinholes`' mark rules for FTPS ranges: they mark every
+/// The pinhole chains' mark rules for FTPS ranges: they mark every
 /// connection of the range and delete nothing (the range serves all data
 /// connections of its session). Before every `dnat` rule, which ends the
 /// chain.
@@ -136,7 +173,7 @@ fn ftps_marks(cfg: &Config, mark: &str) -> String {
     )
 }
 
-/// The chain `pinholes`' DNAT rules for FTPS ranges (to the real server,
+/// The pinhole chains' DNAT rules for FTPS ranges (to the real server,
 /// port kept), after the exact pinholes' own.
 fn ftps_dnats(cfg: &Config) -> String {
     if cfg.ftps.is_empty() {
@@ -145,42 +182,6 @@ fn ftps_dnats(cfg: &Config) -> String {
     "\t\tdnat ip to ip saddr . ip daddr . tcp dport map @ftpsdnat4\n\
      \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @ftpsdnat6\n"
         .to_string()
-}
-
-/// One chain consuming pinholes at `hook` (the text after `type`): the
-/// same rules for prerouting and, with `local`, output, FTPS ranges
-/// included. Mark first: `dnat` ends the chain. (Chain names
-/// `dnat`/`forward` would collide with nft keywords.)
-fn pinhole_chain(cfg: &Config, name: &str, hook: &str, mark: &str) -> String {
-    let mut t = format!(
-        "\tchain {name} {{\n\
-         \t\t{hook}; policy accept;\n\
-         \t\tip saddr . ip daddr . tcp dport @pin4 delete @pin4 {{ ip saddr . ip daddr . tcp dport }} ct mark set ct mark | {mark}\n\
-         \t\tip6 saddr . ip6 daddr . tcp dport @pin6 delete @pin6 {{ ip6 saddr . ip6 daddr . tcp dport }} ct mark set ct mark | {mark}\n"
-    );
-    t.push_str(&ftps_marks(cfg, mark));
-    t.push_str(
-        "\t\tdnat ip to ip saddr . ip daddr . tcp dport map @dnat4\n\
-         \t\tdnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6\n",
-    );
-    t.push_str(&ftps_dnats(cfg));
-    t.push_str("\t}\n");
-    t
-}
-
-/// The native form of `xtables::hook_match`: loopback excluded, and only
-/// this host's addresses for raw PREROUTING with `local` alone.
-fn native_hook_match(hook: &QueueHook) -> String {
-    let mut m = String::new();
-    match hook.lo {
-        Some(Lo::In) => m.push_str("iifname != \"lo\" "),
-        Some(Lo::Out) => m.push_str("oifname != \"lo\" "),
-        None => {}
-    }
-    if hook.local_dst {
-        m.push_str("fib daddr type local ");
-    }
-    m
 }
 
 /// The chain `labels` (with `[durable]` on, `docs/durable.md`): hooked
@@ -236,8 +237,8 @@ pub(super) fn adopt_text(table: &str, existing: &[String]) -> String {
 pub(super) fn table_objects(
     backend: QueueBackend,
     labels: bool,
-    ftps: bool,
     paths: Paths,
+    ftps: bool,
 ) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
         ("set", "pin4"),
@@ -359,11 +360,6 @@ mod tests {
         );
     }
 
-    fn ftps_config() -> Config {
-        Config::from_toml("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50000-50100\"\n")
-            .unwrap()
-    }
-
     fn local(forward: bool) -> Config {
         Config {
             paths: Paths {
@@ -400,43 +396,40 @@ mod tests {
         );
     }
 
-    #[test]
-    fn table_objects_are_the_ones_declared() {
-        for backend in [QueueBackend::Xtables, QueueBackend::Native] {
-            for (cfg, ftps) in [(Config::default(), false), (ftps_config(), true)] {
-                let t = table_text(&cfg, backend);
-                let declared: Vec<&str> = t
-                    .lines()
-                    .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t") && l != &"\t}")
-                    .collect();
-                let want: Vec<String> = table_objects(backend, true, ftps, cfg.paths)
-                    .iter()
-                    .map(|(kind, name)| format!("\t{kind} {name} {{"))
-                    .collect();
-                assert_eq!(declared, want, "{backend:?} ftps {ftps}");
-            }
-        }
+    fn ftps_config() -> Config {
+        Config::from_toml("[[ftps]]\nserver = \"192.0.2.10\"\npassive_ports = \"50000-50100\"\n")
+            .unwrap()
     }
 
     #[test]
-    fn table_objects_follow_the_paths() {
+    fn table_objects_are_the_ones_declared() {
         for (backend, cfg) in [
             (QueueBackend::Xtables, Config::default()),
             (QueueBackend::Native, Config::default()),
             (QueueBackend::Xtables, local(false)),
             (QueueBackend::Native, local(false)),
             (QueueBackend::Native, local(true)),
+            (QueueBackend::Xtables, ftps_config()),
+            (QueueBackend::Native, ftps_config()),
+            (
+                QueueBackend::Native,
+                Config {
+                    paths: local(true).paths,
+                    ..ftps_config()
+                },
+            ),
         ] {
             let t = table_text(&cfg, backend);
             let declared: Vec<&str> = t
                 .lines()
                 .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t") && l != &"\t}")
                 .collect();
-            let want: Vec<String> = table_objects(backend, true, false, cfg.paths)
+            let ftps = !cfg.ftps.is_empty();
+            let want: Vec<String> = table_objects(backend, true, cfg.paths, ftps)
                 .iter()
                 .map(|(kind, name)| format!("\t{kind} {name} {{"))
                 .collect();
-            assert_eq!(declared, want, "{backend:?} {}", cfg.paths);
+            assert_eq!(declared, want, "{backend:?} {} ftps {ftps}", cfg.paths);
         }
     }
 

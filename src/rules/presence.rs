@@ -115,7 +115,7 @@ impl Installed {
             if !live.has_table("inet", TABLE_NAME) {
                 out.push((Missing::Table, Piece::Table));
             } else {
-                for (kind, name) in table_objects(self.backend, self.labels, self.ftps, self.paths)
+                for (kind, name) in table_objects(self.backend, self.labels, self.paths, self.ftps)
                 {
                     if !live.has_object("inet", TABLE_NAME, kind, name) {
                         out.push((Missing::TableObject { kind, name }, Piece::Table));

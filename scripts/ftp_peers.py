@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """scripts/ftp_peers.py -- scripted FTP clients for the lab benchmarks.
 
-Driven by scripts/bench-latency.sh, scripts/scale.sh and scripts/host.sh (which build the lab
-with scripts/lib-lab.sh and run this file inside its namespaces with
-`ip netns exec`). Python 3 standard library only.
+Driven by scripts/bench-latency.sh, scripts/scale.sh, scripts/host.sh and
+scripts/ftps.sh (which build the lab with scripts/lib-lab.sh and run this
+file inside its namespaces with `ip netns exec`). Python 3 standard library
+only.
 
     ftp_peers.py latency --host H [--port 21] --n N [--warmup W] --out FILE
         One control connection (TCP_NODELAY): greeting, anonymous login, W
@@ -38,8 +39,9 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
         ftp-alg gauges ftp_alg_sessions and ftp_alg_pinholes scraped from
         URL and VmRSS of PID (kB). Run it in the gateway namespace.
 
-    ftp_peers.py probe --host H --port P [--timeout S]
-        One TCP connect; prints connected, refused or timeout.
+    ftp_peers.py probe --host H --port P [--source ADDR] [--timeout S]
+        One TCP connect (from ADDR if given); prints connected, refused or
+        timeout.
 
     ftp_peers.py scope --host H --cmd PASV|EPSV|PORT|EPRT --sync DIR
         A session that announces a data connection, waits while the driver
@@ -49,6 +51,19 @@ with scripts/lib-lab.sh and run this file inside its namespaces with
 
     ftp_peers.py nft-elements < `nft -j list set ...`
         Prints how many elements the set holds.
+
+    ftp_peers.py tls-hold --host H [--port 21] --sync DIR --sha256 HEX
+        One explicit-TLS session (RFC 4217: AUTH TLS, PBSZ 0, PROT P,
+        anonymous login, TYPE I, PASV) that then waits, so that the driver
+        can probe the data ports while the session lives (scripts/ftps.sh):
+        prints "held PORT" (DIR/held); after DIR/go1 it RETRs small.bin over
+        TLS on PORT and prints "transfer ok" (sha256 HEX) or "transfer FAIL
+        ..." (DIR/used); after DIR/go2 it QUITs and prints "quit" (DIR/quit).
+
+    ftp_peers.py listen --host H --port P [--seconds S]
+        A spare listener (a port of a passive range that no FTP server
+        opened): prints "listening", then answers every connection with one
+        line until S seconds have passed.
 """
 
 import argparse
@@ -555,7 +570,8 @@ def cmd_probe(a):
     that drops (no pinhole) gives timeout; a pinhole that admits the SYN to
     a closed port gives refused."""
     try:
-        s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+        src = (a.source, 0) if a.source else None
+        s = socket.create_connection((a.host, a.port), timeout=a.timeout, source_address=src)
         s.close()
         print("connected")
     except ConnectionRefusedError:
@@ -675,6 +691,83 @@ def cmd_scope(a):
     return 0
 
 
+# ------------------------------------------------------------------- ftps ---
+# FTPS (scripts/ftps.sh): what a session-scoped pinhole admits while the
+# session lives and after it ends. TLS hides the PASV port from the gateway;
+# this peer knows it and tells the driver, which probes from other hosts.
+
+
+def cmd_tls_hold(a):
+    import ftplib
+    import ssl
+
+    # A lab certificate made by the test: nothing to verify it against.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(context=ctx, timeout=a.timeout)
+    f.connect(a.host, a.port)
+    f.auth()
+    f.login()
+    f.prot_p()
+    f.voidcmd("TYPE I")
+    host, port = ftplib.parse227(f.sendcmd("PASV"))
+    print("held", port, flush=True)
+    _sync(a, "held", f"{port}\n")
+    _wait(a, "go1")
+    try:
+        raw = socket.create_connection((host, port), timeout=a.timeout)
+        f.putcmd("RETR small.bin")
+        resp = f.getresp()
+        if not resp.startswith("150"):
+            raise ftplib.error_reply(resp)
+        conn = ctx.wrap_socket(raw, server_hostname=host, session=f.sock.session)
+        h = hashlib.sha256()
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            h.update(b)
+        conn.close()
+        f.voidresp()
+        got = h.hexdigest()
+        print("transfer ok" if got == a.sha256 else f"transfer FAIL sha256 {got}", flush=True)
+    except (OSError, ftplib.Error) as e:
+        print("transfer FAIL", e, flush=True)
+    _sync(a, "used")
+    _wait(a, "go2")
+    f.quit()
+    f.close()
+    print("quit", flush=True)
+    _sync(a, "quit")
+    return 0
+
+
+def cmd_listen(a):
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.host, a.port))
+    s.listen(16)
+    print("listening", flush=True)
+    end = time.monotonic() + a.seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return 0
+        s.settimeout(left)
+        try:
+            c, peer = s.accept()
+        except (socket.timeout, TimeoutError):
+            return 0
+        print("connection from", peer[0], flush=True)
+        try:
+            c.sendall(b"spare listener\r\n")
+        except OSError:
+            pass
+        c.close()
+
+
 # --------------------------------------------------------------------- main ---
 
 
@@ -731,6 +824,7 @@ def main():
     q = sub.add_parser("probe")
     q.add_argument("--host", required=True)
     q.add_argument("--port", type=int, required=True)
+    q.add_argument("--source", help="local address to connect from")
     q.add_argument("--timeout", type=float, default=1.5)
     q.set_defaults(fn=cmd_probe)
 
@@ -746,6 +840,21 @@ def main():
 
     q = sub.add_parser("nft-elements")
     q.set_defaults(fn=cmd_nft_elements)
+
+    q = sub.add_parser("tls-hold")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=21)
+    q.add_argument("--sync", required=True, help="directory for the held/go1/used/go2/quit handshake")
+    q.add_argument("--sha256", required=True, help="of small.bin")
+    q.add_argument("--timeout", type=float, default=10.0)
+    q.add_argument("--wait-timeout", type=float, default=60.0)
+    q.set_defaults(fn=cmd_tls_hold)
+
+    q = sub.add_parser("listen")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--seconds", type=float, default=300)
+    q.set_defaults(fn=cmd_listen)
 
     a = p.parse_args()
     sys.exit(a.fn(a))

@@ -3,10 +3,11 @@
 #
 # Sourced by scripts/lab.sh, scripts/bench-sessions.sh and scripts/demo.sh.
 # Everything here runs as root and touches only namespaces named
-# "fa-lab-<ID>-*" that it created itself, addresses from the documentation
-# ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
-# processes it started (ended by PID, or found with `ip netns pids` inside its
-# own namespaces). Every wait is bounded in count and time.
+# "fa-lab-<ID>-*" (LAB_NS_BASE replaces "fa-lab-") that it created itself,
+# addresses from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
+# 203.0.113.0/24, 2001:db8::/32) and processes it started (ended by PID,
+# or found with `ip netns pids` inside its own namespaces). Every wait is
+# bounded in count and time.
 #
 # Topology (one lab):
 #
@@ -43,7 +44,9 @@ lab_die() {
 lab_names() {
     LAB_ID=$1
     [[ $LAB_ID =~ ^[A-Za-z0-9]{1,8}$ ]] || lab_die "lab id must be 1-8 letters/digits, got '$LAB_ID'"
-    LAB_PREFIX="fa-lab-$LAB_ID-"
+    # LAB_NS_BASE: the namespaces' name prefix (a lab run next to other
+    # people's labs on one machine may need its own).
+    LAB_PREFIX="${LAB_NS_BASE:-fa-lab-}$LAB_ID-"
     NS_GW=${LAB_PREFIX}gw
     NS_SW=${LAB_PREFIX}sw
     NS_CL=${LAB_PREFIX}cl
@@ -88,7 +91,7 @@ lab_preflight() {
         lab_log "warning: 'iptables' is not the nf_tables variant ($(iptables -V 2>&1)); the lab uses iptables-nft explicitly"
     fi
     # Can we create a namespace at all?
-    local probe="fa-lab-probe$$"
+    local probe="${LAB_NS_BASE:-fa-lab-}probe$$"
     ip netns add "$probe" 2>/dev/null || lab_die "cannot create network namespaces (ip netns add failed): root and netns support are required"
     ip netns del "$probe"
 }
@@ -303,12 +306,16 @@ lab_up() {
 
     # Files and servers.
     lab_files so si
-    lab_vsftpd so4 "$NS_SO" "$LAB_STATE/srv-so/root" listen=YES listen_ipv6=NO listen_address=203.0.113.10
-    lab_vsftpd so6 "$NS_SO" "$LAB_STATE/srv-so/root" listen=NO listen_ipv6=YES listen_address6=2001:db8:2::10
-    lab_vsftpd si4 "$NS_SI" "$LAB_STATE/srv-si/root" listen=YES listen_ipv6=NO listen_address=192.0.2.10
-    lab_wait_listen "$NS_SO" 203.0.113.10:21
-    lab_wait_listen "$NS_SO" "[2001:db8:2::10]:21"
-    lab_wait_listen "$NS_SI" 192.0.2.10:21
+    # LAB_NO_SERVERS=1: the plain vsftpds stay off (a script that runs
+    # servers of its own on these addresses, e.g. scripts/ftps.sh).
+    if [[ ${LAB_NO_SERVERS:-0} != 1 ]]; then
+        lab_vsftpd so4 "$NS_SO" "$LAB_STATE/srv-so/root" listen=YES listen_ipv6=NO listen_address=203.0.113.10
+        lab_vsftpd so6 "$NS_SO" "$LAB_STATE/srv-so/root" listen=NO listen_ipv6=YES listen_address6=2001:db8:2::10
+        lab_vsftpd si4 "$NS_SI" "$LAB_STATE/srv-si/root" listen=YES listen_ipv6=NO listen_address=192.0.2.10
+        lab_wait_listen "$NS_SO" 203.0.113.10:21
+        lab_wait_listen "$NS_SO" "[2001:db8:2::10]:21"
+        lab_wait_listen "$NS_SI" 192.0.2.10:21
+    fi
 
     # Reachability of the gateway itself (ICMP to the gateway is allowed).
     local pair
@@ -887,6 +894,16 @@ path_info() {
     cs-so4) P_NS=$NS_CS P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.222 -> 203.0.113.10, SNAT to .1 (-3)" ;;
     co-si4) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to 192.0.2.10" ;;
     cl-so6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=so P_DESC="2001:db8:1::2 -> 2001:db8:2::10, no NAT" ;;
+    # FTPS (scripts/ftps.sh): vsftpd on 203.0.113.10 and 192.0.2.10 (21
+    # explicit, 990 implicit), proftpd on 203.0.113.11 and 192.0.2.11 (21
+    # explicit), through the gateway, behind its DNAT, and straight to the
+    # server's own host.
+    cl-sov) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.2 -> vsftpd 203.0.113.10, through the gateway (SNAT)" ;;
+    cl-sop) P_NS=$NS_CL P_HOST=203.0.113.11 P_SRV=so P_DESC="198.51.100.2 -> proftpd 203.0.113.11, through the gateway (SNAT)" ;;
+    co-siv) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to vsftpd 192.0.2.10 (pasv_address)" ;;
+    co-sip) P_NS=$NS_CO P_HOST=203.0.113.2 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.2, DNAT to proftpd 192.0.2.11 (MasqueradeAddress)" ;;
+    co-sov) P_NS=$NS_CO P_HOST=203.0.113.10 P_SRV=so P_DESC="203.0.113.20 -> vsftpd 203.0.113.10, on the server's own host" ;;
+    co-sop) P_NS=$NS_CO P_HOST=203.0.113.11 P_SRV=so P_DESC="203.0.113.20 -> proftpd 203.0.113.11, on the server's own host" ;;
     # The host lab (host_lab_up): ftp-alg on the server or client host.
     hv4) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=hv P_DESC="cl -> vsftpd on the server host srv (203.0.113.10)" ;;
     hv6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=hv P_DESC="cl -> vsftpd on the server host srv (2001:db8:2::10)" ;;
@@ -924,6 +941,10 @@ client_cmd() {
     case $client in
     curl | curl-*)
         CMD=(curl -q -sS --connect-timeout "$T_CONNECT" -m "$T_MAX")
+        # FTPS (RFC 4217): explicit (AUTH TLS on 21, --ssl-reqd) or
+        # implicit (ftps://, TLS from the first byte on 990); -k: the
+        # lab's self-signed certificate.
+        local scheme=ftp
         case $client in
         curl | curl-epsv) ;;
         curl-pasv) CMD+=(--disable-epsv) ;;
@@ -932,22 +953,31 @@ client_cmd() {
         curl-pasv-ip) CMD+=(--disable-epsv --no-ftp-skip-pasv-ip) ;;
         curl-eprt) CMD+=(-P -) ;;
         curl-port) CMD+=(-P - --disable-eprt) ;;
+        curl-tls-epsv) CMD+=(--ssl-reqd -k --ftp-pasv) ;;
+        curl-tls-pasv) CMD+=(--ssl-reqd -k --ftp-pasv --disable-epsv) ;;
+        curl-ftps) CMD+=(-k --ftp-pasv) scheme=ftps ;;
         *) lab_die "unknown client $client" ;;
         esac
         case $what in
-        download) CMD+=(-o "$local" "ftp://$host/file.bin") ;;
-        upload) CMD+=(-T "$local" "ftp://$host/up/$remote") ;;
-        control) CMD+=(-I "ftp://$host/file.bin") ;;
+        download) CMD+=(-o "$local" "$scheme://$host/file.bin") ;;
+        upload) CMD+=(-T "$local" "$scheme://$host/up/$remote") ;;
+        control) CMD+=(-I "$scheme://$host/file.bin") ;;
         esac
         ;;
     lftp-*)
-        local pm=on
+        local pm=on tls="set ftp:ssl-allow no;" scheme=ftp
         [[ $client == lftp-port ]] && pm=off
+        # lftp-tls: explicit FTPS (AUTH TLS, PROT P); lftp-ftps: implicit
+        # (ftps://, port 990).
+        case $client in
+        lftp-tls | lftp-ftps) tls="set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no;" ;;
+        esac
+        [[ $client == lftp-ftps ]] && scheme=ftps
         local s="set cmd:fail-exit yes; set net:timeout $T_LFTP; set net:max-retries 1;"
         s+=" set net:reconnect-interval-base 1; set net:reconnect-interval-max 1;"
-        s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; set ftp:ssl-allow no;"
+        s+=" set ftp:passive-mode $pm; set ftp:prefer-epsv no; $tls"
         s+=" set xfer:clobber yes; set cmd:interactive no;"
-        s+=" open -u anonymous,lab@ ftp://$host;"
+        s+=" open -u anonymous,lab@ $scheme://$host;"
         case $what in
         download) s+=" get file.bin -o $local" ;;
         upload) s+=" put $local -o up/$remote" ;;
@@ -971,8 +1001,10 @@ run_xfer() {
     rm -f "$out"
     local lf=$out
     [[ $what == upload ]] && lf=$src
+    # LAB_FAIL_MODES: the modes whose data connections are expected to be
+    # blocked (fail fast there).
     local XFER_FAST=0
-    [[ $mode == none ]] && XFER_FAST=1
+    [[ " ${LAB_FAIL_MODES:-none} " == *" $mode "* ]] && XFER_FAST=1
     client_cmd "$client" "$P_HOST" "$what" "$lf" "$remote"
     local rc=0 t0 t1
     t0=$(date +%s%N)

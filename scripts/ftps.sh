@@ -3,6 +3,9 @@
 #
 #   scripts/ftps.sh [--modes alg,kernel,open,none] [--places gw,dnat,host]
 #
+# (default: modes alg,kernel,open on all three placements, about 105 s;
+# FTPS_ALG_CONFIG replaces the gateway's [[ftps]] configuration.)
+#
 # Builds a private lab (scripts/lib-lab.sh, its plain vsftpds off) and runs
 # FTPS servers in it, with a certificate made here with openssl:
 #
@@ -36,6 +39,7 @@
 #   open    a plain open passive range (what admins do without an ALG:
 #           accept, and behind DNAT forward, the whole range to the server)
 #   none    nothing opened (transfers fail)
+# In kernel and none every data connection is blocked: downloads only.
 #
 # Clients: curl --ssl-reqd (explicit, EPSV and PASV), curl ftps:// (implicit,
 # 990), lftp with ftp:ssl-force (explicit, and ftps:// implicit); a 1 MiB
@@ -55,7 +59,9 @@
 # own-transfer must come out reachable: that shows the checks can fail.
 #
 # The firewall running ftp-alg must count 0 INVALID packets, and its ruleset
-# after SIGTERM (exit 0) must be identical to before. Prints one line per
+# after SIGTERM (exit 0) must be identical to before; its metrics must
+# count an FTPS range (gateway) or an exact pinhole (host) per transfer, and
+# `ftp-alg status` must answer. Prints one line per
 # case ("ftps case ..."), per scope check ("ftps scope ..."), one summary
 # per placement and mode ("ftps summary ...") and a comparison table.
 #
@@ -377,8 +383,10 @@ scope() {
 
 declare -A INV=() RULESET=()
 
-# alg_config PLACE: the TOML of ftp-alg's own configuration for a phase.
-ALG_FTPS_CONFIG="ftps_control_ports = [990]
+# ftp-alg's configuration on the gateway: only the FTPS servers. Set
+# FTPS_ALG_CONFIG (even empty) to replace it, e.g. to see the checks fail
+# without [[ftps]].
+ALG_FTPS_CONFIG=${FTPS_ALG_CONFIG-"ftps_control_ports = [990]
 [[ftps]]
 server = \"203.0.113.10\"
 passive_ports = \"$SO_LOW-$SO_HIGH\"
@@ -391,7 +399,42 @@ passive_ports = \"$SI_LOW-$SI_HIGH\"
 [[ftps]]
 server = \"192.0.2.11\"
 passive_ports = \"$SIP_LOW-$SIP_HIGH\"
-"
+"}
+
+# metric FILE NAME: a sample's value in a scraped metrics file (0 if absent).
+metric() { awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$1"; }
+
+# ftps_observability GROUP PLACES...: `ftp-alg status` answers, and the
+# metrics account for the FTPS transfers that passed: on the gateway an
+# FTPS session with a range for each (ftp_alg_ftps_sessions_total, range
+# pinholes opened, none live after the sessions ended), on the server's
+# host an exact pinhole for each and no fallback to a range.
+ftps_observability() {
+    local group=$1 p passed=0 m=$LAB_LOGS/metrics-$group.txt
+    shift
+    for p in "$@"; do passed=$((passed + ${PASSED[$p.alg]:-0})); done
+    sleep 2.5 # the daemon publishes once a second
+    "$(alg_bin)" status --socket "$ALG_STATUS_SOCKET" >"$LAB_LOGS/status-$group.txt" 2>&1 ||
+        fail "$*" alg "ftp-alg status failed: $(tail -n 1 "$LAB_LOGS/status-$group.txt")"
+    if ! nsx "${FW_NS:-$NS_GW}" curl -s -m 5 "http://$ALG_METRICS/metrics" >"$m"; then
+        fail "$*" alg "metrics: the scrape of http://$ALG_METRICS/metrics failed"
+        return
+    fi
+    local sessions ranges live exact fallbacks
+    sessions=$(metric "$m" ftp_alg_ftps_sessions_total)
+    ranges=$(metric "$m" 'ftp_alg_pinholes_total{form="range",outcome="opened"}')
+    live=$(metric "$m" ftp_alg_ftps_ranges)
+    exact=$(metric "$m" ftp_alg_ftps_exact_pinholes_total)
+    fallbacks=$(metric "$m" ftp_alg_ftps_fallbacks_total)
+    local note="metrics for $passed FTPS transfers: ftps sessions $sessions, range pinholes opened $ranges, live ranges $live, exact pinholes $exact, fallbacks $fallbacks"
+    lab_log "$group alg: $note"
+    if [[ $group == host ]]; then
+        ((exact >= passed && fallbacks == 0)) || fail "$*" alg "$note: expected an exact pinhole per transfer, no fallback"
+    else
+        ((sessions >= passed && ranges >= passed && live == 0)) ||
+            fail "$*" alg "$note: expected a session and a range per transfer, none live at the end"
+    fi
+}
 
 # phase GROUP MODE PLACES...: one mode for the placements of one firewall
 # (the gateway: gw and dnat; the server's host: host).
@@ -434,8 +477,7 @@ phase() {
     case $mode in
     alg)
         kill -0 "$ALG_PID" 2>/dev/null || fail "$*" alg "ftp-alg was not running any more after the cases"
-        "$(alg_bin)" status --socket "$ALG_STATUS_SOCKET" >"$LAB_LOGS/status-$group.txt" 2>&1 || true
-        nsx "$(fw_ns)" curl -s -m 5 "http://$ALG_METRICS/metrics" >"$LAB_LOGS/metrics-$group.txt" 2>&1 || true
+        ftps_observability "$group" "$@"
         ((INVALID_TOTAL == 0)) || fail "$*" alg "$INVALID_NOTE (expected 0)"
         alg_stop
         [[ $ALG_RC == 0 ]] || fail "$*" alg "exit status after SIGTERM $ALG_RC (expected 0)"

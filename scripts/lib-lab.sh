@@ -4,10 +4,10 @@
 # Sourced by scripts/lab.sh, scripts/bench-sessions.sh and scripts/demo.sh.
 # Everything here runs as root and touches only namespaces named
 # "fa-lab-<ID>-*" (LAB_NS_BASE replaces "fa-lab-") that it created itself,
-# addresses from the documentation
-# ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
-# processes it started (ended by PID, or found with `ip netns pids` inside its
-# own namespaces). Every wait is bounded in count and time.
+# addresses from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
+# 203.0.113.0/24, 2001:db8::/32) and processes it started (ended by PID,
+# or found with `ip netns pids` inside its own namespaces). Every wait is
+# bounded in count and time.
 #
 # Topology (one lab):
 #
@@ -719,7 +719,7 @@ alg_observability_check() {
         OBS_NOTE="status: ftp-alg status FAILED: $(tail -n 2 "$status")"
         return 1
     fi
-    opened=$(awk '$1 == "ftp_alg_pinholes_total{form=\"exact\",outcome=\"opened\"}" {print $2}' "$m")
+    opened=$(awk '$1 == "ftp_alg_pinholes_total{outcome=\"opened\"}" {print $2}' "$m")
     sessions=$(awk '$1 == "ftp_alg_sessions_opened_total" {print $2}' "$m")
     rewrites=$(awk '$1 == "ftp_alg_rewrites_total" {print $2}' "$m")
     OBS_NOTE="metrics: ${opened:-?} pinholes opened, ${sessions:-?} sessions, ${rewrites:-?} rewrites for $passed data transfers; status: $(tail -n 1 "$status")"

@@ -719,7 +719,7 @@ alg_observability_check() {
         OBS_NOTE="status: ftp-alg status FAILED: $(tail -n 2 "$status")"
         return 1
     fi
-    opened=$(awk '$1 == "ftp_alg_pinholes_total{outcome=\"opened\"}" {print $2}' "$m")
+    opened=$(awk '$1 == "ftp_alg_pinholes_total{form=\"exact\",outcome=\"opened\"}" {print $2}' "$m")
     sessions=$(awk '$1 == "ftp_alg_sessions_opened_total" {print $2}' "$m")
     rewrites=$(awk '$1 == "ftp_alg_rewrites_total" {print $2}' "$m")
     OBS_NOTE="metrics: ${opened:-?} pinholes opened, ${sessions:-?} sessions, ${rewrites:-?} rewrites for $passed data transfers; status: $(tail -n 1 "$status")"

@@ -164,7 +164,15 @@ probe() {
 # pinhole_listed PORT: true while ftp-alg's table in S_NS holds an element
 # for destination port PORT.
 pinhole_listed() {
-    nsx "$S_NS" nft list table inet ftp_alg 2>/dev/null | grep -qE "\. $1( |,|$)"
+    # A listing can fail while the table changes under it (a pinhole
+    # consumed or added at that moment): only a listing that worked counts,
+    # and the last one is kept for the log.
+    local i
+    for ((i = 0; i < 5; i++)); do
+        nsx "$S_NS" nft list table inet ftp_alg >"$LAB_STATE/last-listing" 2>&1 && break
+        sleep 0.1
+    done
+    grep -qE "\. $1( |,|$)" "$LAB_STATE/last-listing"
 }
 
 # scope MODE NAME NS HOST CMD PROBE_NS PROBE_HOST AGAIN_NS: one scripted
@@ -202,7 +210,10 @@ scope() {
     # The positive control of the listing checked after QUIT: while
     # announced, ftp-alg's table must list the pinhole.
     local held=yes
-    [[ $mode == alg ]] && ! pinhole_listed "$port" && held=no
+    if [[ $mode == alg ]] && ! pinhole_listed "$port"; then
+        held=no
+        cp "$LAB_STATE/last-listing" "$RES_DIR/scope-$mode-$name.listing"
+    fi
     p1=$(probe "$pns" "$phost" "$port")
     touch "$dir/go1"
     waitfile used || true

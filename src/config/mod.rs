@@ -12,6 +12,12 @@ use ftp_alg_proto::engine::EngineConfig;
 use ftp_alg_proto::ftp::plan::Policy;
 use ftp_alg_proto::ftps::{check_entries, FtpsServer, PortRange, Prefix};
 
+mod accept;
+mod paths;
+
+pub use accept::{AcceptRule, NftChain};
+pub use paths::Paths;
+
 /// Name of ftp-alg's own nftables table (family `inet`).
 pub const TABLE_NAME: &str = "ftp_alg";
 
@@ -110,174 +116,6 @@ impl Default for DurableConfig {
             edited_mark: 0x0200_0000,
             seen_mark: 0x0200_0000,
         }
-    }
-}
-
-/// Where ftp-alg inserts the rule that accepts the data connections its
-/// pinholes mark: `"iptables"`, `"none"` or `"nft FAMILY TABLE CHAIN"`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum AcceptRule {
-    /// First in iptables-nft's `filter FORWARD` (IPv4 and IPv6), where
-    /// that chain exists.
-    Iptables,
-    /// Nowhere: the admin's own ruleset accepts the marked connections.
-    None,
-    /// First in this native nftables chain, which must exist.
-    Nft(NftChain),
-}
-
-/// An nftables chain of the admin's: `"nft FAMILY TABLE CHAIN"` in the
-/// configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct NftChain {
-    /// `ip`, `ip6` or `inet`.
-    pub family: String,
-    /// The admin's table.
-    pub table: String,
-    /// The admin's filter chain (forward, input or output).
-    pub chain: String,
-}
-
-impl NftChain {
-    /// `FAMILY TABLE CHAIN` (the words after `nft`), checked; `s` is the
-    /// whole value, for the message.
-    fn from_words(family: &str, table: &str, chain: &str, s: &str) -> Result<NftChain, String> {
-        if !["ip", "ip6", "inet"].contains(&family) {
-            return Err(format!("family {family:?} in {s:?} is not ip, ip6 or inet"));
-        }
-        for name in [table, chain] {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-            if !ok {
-                return Err(format!("{name:?} in {s:?} is not an nftables name"));
-            }
-        }
-        Ok(NftChain {
-            family: family.to_string(),
-            table: table.to_string(),
-            chain: chain.to_string(),
-        })
-    }
-}
-
-impl TryFrom<String> for NftChain {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["nft", family, table, chain] => NftChain::from_words(family, table, chain, &s),
-            _ => Err(format!("{s:?} is not \"nft FAMILY TABLE CHAIN\"")),
-        }
-    }
-}
-
-impl TryFrom<String> for AcceptRule {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        let words: Vec<&str> = s.split_whitespace().collect();
-        match words.as_slice() {
-            ["iptables"] => Ok(AcceptRule::Iptables),
-            ["none"] => Ok(AcceptRule::None),
-            ["nft", family, table, chain] => {
-                NftChain::from_words(family, table, chain, &s).map(AcceptRule::Nft)
-            }
-            _ => Err(format!(
-                "{s:?} is not \"iptables\", \"none\" or \"nft FAMILY TABLE CHAIN\""
-            )),
-        }
-    }
-}
-
-/// Which control connections ftp-alg follows (`paths`): at least one.
-///
-/// `forward`: connections this host forwards (a gateway, a NAT router, a
-/// container host). `local`: connections that end or start on this host
-/// (its own FTP server or client: Windows Firewall's StatefulFTP). The
-/// queue rules each path needs are in the `rules` module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Vec<String>")]
-pub struct Paths {
-    /// Forwarded control connections.
-    pub forward: bool,
-    /// This host's own control connections.
-    pub local: bool,
-}
-
-impl Paths {
-    /// The words of `paths`, in the configuration's spelling.
-    pub const NAMES: [&'static str; 2] = ["forward", "local"];
-
-    /// Parses the words of `paths` (`["forward", "local"]`, or the
-    /// command line's `forward,local`): none, or an unknown one, is an error.
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Paths, String> {
-        let mut p = Paths {
-            forward: false,
-            local: false,
-        };
-        for name in names {
-            match name.as_ref().trim() {
-                "forward" => p.forward = true,
-                "local" => p.local = true,
-                other => {
-                    return Err(format!(
-                        "{other:?} is not a path (one of \"forward\", \"local\")"
-                    ))
-                }
-            }
-        }
-        if !(p.forward || p.local) {
-            return Err("is empty: no control connection would be followed \
-                        (use [\"forward\"], [\"local\"] or both)"
-                .into());
-        }
-        Ok(p)
-    }
-}
-
-impl TryFrom<Vec<String>> for Paths {
-    type Error = String;
-
-    fn try_from(v: Vec<String>) -> Result<Self, String> {
-        Paths::from_names(&v)
-    }
-}
-
-impl std::str::FromStr for Paths {
-    type Err = String;
-
-    /// The command line's form: `forward`, `local` or `forward,local`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let words: Vec<&str> = s.split(',').collect();
-        Paths::from_names(&words)
-    }
-}
-
-impl Default for Paths {
-    fn default() -> Self {
-        Paths {
-            forward: true,
-            local: false,
-        }
-    }
-}
-
-impl fmt::Display for Paths {
-    /// `forward`, `local` or `forward,local` (what `--paths` takes).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let on = [self.forward, self.local];
-        let names: Vec<&str> = Paths::NAMES
-            .iter()
-            .zip(on)
-            .filter(|(_, on)| *on)
-            .map(|(n, _)| *n)
-            .collect();
-        f.write_str(&names.join(","))
     }
 }
 

@@ -92,6 +92,13 @@ pub struct Closing {
     pub ranges: Vec<RangePinhole>,
 }
 
+impl Closing {
+    /// Nothing to remove.
+    pub fn is_empty(&self) -> bool {
+        self.pinholes.is_empty() && self.ranges.is_empty()
+    }
+}
+
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {

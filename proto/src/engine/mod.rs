@@ -268,8 +268,12 @@ impl Engine {
             let deadline = flow.deadline(&self.cfg);
             self.schedule(deadline);
         }
-        decision.close.extend(close.pinholes);
-        decision.close_ranges.extend(close.ranges);
+        // Almost always empty: only a new session replacing an old one
+        // closes something here (and extending by an empty Vec is not free).
+        if !close.is_empty() {
+            decision.close.extend(close.pinholes);
+            decision.close_ranges.extend(close.ranges);
+        }
         if let Some(listing) = listing {
             self.attribute(now, client, listing, &mut decision);
         }

@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_valid_and_default() {
-        let text = include_str!("../deploy/ftp-alg.toml");
+        let text = include_str!("../../deploy/ftp-alg.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
     }
 

@@ -9,9 +9,13 @@
 # Builds a private lab (scripts/lib-lab.sh, its plain vsftpds off) and runs
 # FTPS servers in it, with a certificate made here with openssl:
 #
-#   so 203.0.113.10  vsftpd ssl_enable=YES on 21 (explicit, AUTH TLS) and a
-#                    second vsftpd with implicit_ssl=YES on 990; passive
-#                    ports 40000-40049
+#   so 203.0.113.10  vsftpd ssl_enable=YES on 21 (explicit, AUTH TLS), a
+#                    second one on [2001:db8:2::10]:21, and a third with
+#                    implicit_ssl=YES on 990 of every address
+#                    (listen_ipv6=YES, dual-stack: IPv4 clients reach it as
+#                    ::ffff:203.0.113.10, so its data listeners are IPv6
+#                    sockets with a mapped address); passive ports
+#                    40000-40049
 #   so 203.0.113.11  proftpd + mod_tls on 21 (explicit), PassivePorts
 #                    40100-40149
 #   si 192.0.2.10    vsftpd explicit on 21 and implicit on 990 behind the
@@ -25,9 +29,10 @@
 # Placements (--places):
 #   gw    client cl (behind SNAT) -> so through the default-drop gateway
 #   dnat  client co -> 203.0.113.1 -> si (the gateway's port forward)
-#   host  client co -> so directly; so's own INPUT is policy drop
-#         (host_firewall of lib-lab.sh: established and new tcp 21, plus
-#         990 here; no RELATED): the server's own host
+#   host  client co -> so directly, over IPv4 and IPv6; so's own INPUT
+#         is policy drop (host_firewall of lib-lab.sh: established and new
+#         tcp 21, plus 990 here; no RELATED): the server's own host. Without
+#         ftp-alg (modes kernel, none) every transfer fails here, IPv6 too.
 #
 # Modes (--modes):
 #   alg     ftp-alg: on the gateway with only [[ftps]] entries configured
@@ -60,9 +65,11 @@
 #
 # The firewall running ftp-alg must count 0 INVALID packets, and its ruleset
 # after SIGTERM (exit 0) must be identical to before; its metrics must
-# count an FTPS range (gateway) or an exact pinhole (host) per transfer, and
-# `ftp-alg status` must answer. Prints one line per
-# case ("ftps case ..."), per scope check ("ftps scope ..."), one summary
+# count an FTPS range (gateway) or an exact pinhole (host) per transfer
+# (host: no fallback to a range, and the log names an exact pinhole per
+# IPv6 transfer: "ftps exact ..."), and `ftp-alg status` must answer.
+# Prints one line per case ("ftps case PLACE MODE PATH ..."), per scope
+# check ("ftps scope ..."), one summary
 # per placement and mode ("ftps summary ...") and a comparison table.
 #
 # Exit status: 0 every mode as expected, 1 something was not, 2 setup error.
@@ -126,11 +133,18 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ftps.lab.example" \
 chmod 600 "$TLS_DIR/key.pem"
 
 # vsftpd_tls NAME NS ADDR PORT explicit|implicit LOW HIGH [PASV-ADDRESS]
+# ADDR: an IPv4 address, an IPv6 one, or '*': every address of both
+# families on one IPv6 socket (listen_ipv6=YES, the way Debian ships it).
 vsftpd_tls() {
     local name=$1 ns=$2 addr=$3 port=$4 kind=$5 low=$6 high=$7 pub=${8:-}
-    local srv=so
+    local srv=so lines
     [[ $ns == "$NS_SI" ]] && srv=si
-    local lines=(listen=YES listen_ipv6=NO "listen_address=$addr" "listen_port=$port"
+    case $addr in
+    '*') lines=(listen=NO listen_ipv6=YES) ;;
+    *:*) lines=(listen=NO listen_ipv6=YES "listen_address6=$addr") ;;
+    *) lines=(listen=YES listen_ipv6=NO "listen_address=$addr") ;;
+    esac
+    lines+=("listen_port=$port"
         ssl_enable=YES allow_anon_ssl=YES force_anon_logins_ssl=YES force_anon_data_ssl=YES
         "rsa_cert_file=$TLS_DIR/cert.pem" "rsa_private_key_file=$TLS_DIR/key.pem"
         require_ssl_reuse=NO ssl_ciphers=HIGH "pasv_min_port=$low" "pasv_max_port=$high")
@@ -160,15 +174,21 @@ nsx "$NS_SI" ip addr add 192.0.2.11/24 dev eth0
 nsx "$NS_GW" ip addr add 203.0.113.2/24 dev "$GW_OUT"
 nsx "$NS_CO" ip addr add "$SECOND_SRC/24" dev eth0
 vsftpd_tls so-x "$NS_SO" 203.0.113.10 21 explicit "$SO_LOW" "$SO_HIGH"
-vsftpd_tls so-i "$NS_SO" 203.0.113.10 990 implicit "$SO_LOW" "$SO_HIGH"
+vsftpd_tls so-x6 "$NS_SO" 2001:db8:2::10 21 explicit "$SO_LOW" "$SO_HIGH"
+vsftpd_tls so-i "$NS_SO" '*' 990 implicit "$SO_LOW" "$SO_HIGH"
 vsftpd_tls si-x "$NS_SI" 192.0.2.10 21 explicit "$SI_LOW" "$SI_HIGH" 203.0.113.1
 vsftpd_tls si-i "$NS_SI" 192.0.2.10 990 implicit "$SI_LOW" "$SI_HIGH" 203.0.113.1
 proftpd_tls so-p "$NS_SO" 203.0.113.11 "$SP_LOW" "$SP_HIGH"
 proftpd_tls si-p "$NS_SI" 192.0.2.11 "$SIP_LOW" "$SIP_HIGH" 203.0.113.2
-for l in "$NS_SO 203.0.113.10:21" "$NS_SO 203.0.113.10:990" "$NS_SO 203.0.113.11:21" \
+for l in "$NS_SO 203.0.113.10:21" "$NS_SO [2001:db8:2::10]:21" "$NS_SO *:990" "$NS_SO 203.0.113.11:21" \
     "$NS_SI 192.0.2.10:21" "$NS_SI 192.0.2.10:990" "$NS_SI 192.0.2.11:21"; do
     lab_wait_listen "${l% *}" "${l#* }"
 done
+# ss shows a dual-stack IPv6 listener as *:PORT ([::]:PORT is IPV6_V6ONLY):
+# the implicit vsftpd must be the former, or the ::ffff: case is not run.
+SO_I_LISTENER=$(nsx "$NS_SO" ss -Hltn6 'sport = :990' | awk '{ print $4; exit }')
+printf 'ftps listener so vsftpd-implicit %s (listen_ipv6=YES)\n' "$SO_I_LISTENER"
+[[ $SO_I_LISTENER == '*:990' ]] || lab_die "the implicit vsftpd listens on '$SO_I_LISTENER', not dual-stack *:990"
 
 # The spare listeners: the last port of each vsftpd range, opened by no
 # FTP server (vsftpd and proftpd pick another port when one is taken).
@@ -200,6 +220,7 @@ ipt4 -t nat -A PREROUTING -d 203.0.113.2 -p tcp --dport 21 -j DNAT --to-destinat
 so_host_firewall() {
     host_firewall "$NS_SO" server
     FW_NS=$NS_SO ipt4 -t filter -A INPUT -p tcp --dport 990 -m conntrack --ctstate NEW -j ACCEPT
+    FW_NS=$NS_SO ipt6 -t filter -A INPUT -p tcp --dport 990 -m conntrack --ctstate NEW -j ACCEPT
 }
 
 # open_range PLACE on|off: the plain open passive range, as admins open it
@@ -220,6 +241,7 @@ open_range() {
         ;;
     host)
         ipt4 -t filter "$op" INPUT -p tcp -m multiport --dports "$SO_LOW:$SO_HIGH,$SP_LOW:$SP_HIGH" -m conntrack --ctstate NEW -j ACCEPT
+        ipt6 -t filter "$op" INPUT -p tcp --dport "$SO_LOW:$SO_HIGH" -m conntrack --ctstate NEW -j ACCEPT
         ;;
     esac
 }
@@ -228,19 +250,24 @@ open_range() {
 
 # place_rows PLACE MODE: the transfers of a placement (path|client|what);
 # in the modes where every data connection is blocked (LAB_FAIL_MODES),
-# downloads only: each costs the clients' connect timeout.
+# downloads only: each costs the clients' connect timeout. The server's
+# host also gets IPv6 (co-so6; no PASV: its 227 carries IPv4 only, RFC
+# 2428 section 1).
 place_rows() {
-    local v p c w rows=() whats=(download upload)
+    local v p v6= c w rows=() whats=(download upload)
     [[ " $LAB_FAIL_MODES " == *" $2 "* ]] && whats=(download)
     case $1 in
     gw) v=cl-sov p=cl-sop ;;
     dnat) v=co-siv p=co-sip ;;
-    host) v=co-sov p=co-sop ;;
+    host) v=co-sov p=co-sop v6=co-so6 ;;
     esac
     for w in "${whats[@]}"; do
         for c in curl-tls-epsv curl-tls-pasv lftp-tls curl-ftps lftp-ftps; do rows+=("$v|$c|$w"); done
         if [[ -n $p ]]; then
             for c in curl-tls-epsv curl-tls-pasv lftp-tls; do rows+=("$p|$c|$w"); done
+        fi
+        if [[ -n $v6 ]]; then
+            for c in curl-tls-epsv lftp-tls curl-ftps lftp-ftps; do rows+=("$v6|$c|$w"); done
         fi
     done
     printf '%s\n' "${rows[@]}"
@@ -265,7 +292,7 @@ ftps_expect() {
     esac
 }
 
-declare -A PASSED=() TOTAL=() SCOPE_OK=() SCOPE_N=() SCOPE_BAD=() CHECK=()
+declare -A PASSED=() PASSED6=() TOTAL=() SCOPE_OK=() SCOPE_N=() SCOPE_BAD=() CHECK=()
 
 # run_cases PLACE MODE
 run_cases() {
@@ -278,7 +305,8 @@ run_cases() {
         IFS='|' read -r path client what <<<"$row"
         got=${RES["$mode|$row"]}
         [[ $got == pass ]] && PASSED[$place.$mode]=$((${PASSED[$place.$mode]} + 1))
-        printf 'ftps case %-4s %-6s %-16s %-13s %-8s %s%s\n' "$place" "$mode" "$(server_of "$path" "$client")" \
+        [[ $got == pass && $path == co-so6 ]] && PASSED6[$place.$mode]=$((${PASSED6[$place.$mode]:-0} + 1))
+        printf 'ftps case %-4s %-6s %-6s %-16s %-13s %-8s %s%s\n' "$place" "$mode" "$path" "$(server_of "$path" "$client")" \
             "$client" "$what" "$got" "${ERR["$mode|$row"]:+ (${ERR["$mode|$row"]})}"
     done
     ((${MODE_BAD[$mode]} == 0)) || fail "$place" "$mode" "${MODE_BAD[$mode]} of ${#MATRIX_ROWS[@]} transfers not as expected"
@@ -410,7 +438,7 @@ metric() { awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$1"; }
 # pinholes opened, none live after the sessions ended), on the server's
 # host an exact pinhole for each and no fallback to a range.
 ftps_observability() {
-    local group=$1 p passed=0 m=$LAB_LOGS/metrics-$group.txt
+    local group=$1 p passed=0 passed6 m=$LAB_LOGS/metrics-$group.txt
     shift
     for p in "$@"; do passed=$((passed + ${PASSED[$p.alg]:-0})); done
     sleep 2.5 # the daemon publishes once a second
@@ -429,7 +457,15 @@ ftps_observability() {
     local note="metrics for $passed FTPS transfers: ftps sessions $sessions, range pinholes opened $ranges, live ranges $live, exact pinholes $exact, fallbacks $fallbacks"
     lab_log "$group alg: $note"
     if [[ $group == host ]]; then
-        ((exact >= passed && fallbacks == 0)) || fail "$*" alg "$note: expected an exact pinhole per transfer, no fallback"
+        # The log names each exact pinhole's address: one to so's IPv6
+        # address per IPv6 transfer that passed.
+        local lines6
+        passed6=${PASSED6[host.alg]:-0}
+        lines6=$(grep -c 'exact pinhole .*-> \[\?2001:db8:2::10\]\?:' "$LAB_LOGS/alg-$group.stderr" || true)
+        printf 'ftps exact host alg: transfers %d (IPv6 %d), exact pinholes %d, fallbacks %d, IPv6 exact-pinhole log lines %d\n' \
+            "$passed" "$passed6" "$exact" "$fallbacks" "$lines6"
+        ((passed > 0 && exact >= passed && fallbacks == 0)) || fail "$*" alg "$note: expected an exact pinhole per transfer, no fallback"
+        ((passed6 > 0 && lines6 >= passed6)) || fail "$*" alg "$lines6 exact-pinhole log lines to 2001:db8:2::10 for $passed6 IPv6 transfers"
     else
         ((sessions >= passed && ranges >= passed && live == 0)) ||
             fail "$*" alg "$note: expected a session and a range per transfer, none live at the end"

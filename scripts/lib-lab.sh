@@ -904,6 +904,7 @@ path_info() {
     co-sip) P_NS=$NS_CO P_HOST=203.0.113.2 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.2, DNAT to proftpd 192.0.2.11 (MasqueradeAddress)" ;;
     co-sov) P_NS=$NS_CO P_HOST=203.0.113.10 P_SRV=so P_DESC="203.0.113.20 -> vsftpd 203.0.113.10, on the server's own host" ;;
     co-sop) P_NS=$NS_CO P_HOST=203.0.113.11 P_SRV=so P_DESC="203.0.113.20 -> proftpd 203.0.113.11, on the server's own host" ;;
+    co-so6) P_NS=$NS_CO P_HOST='[2001:db8:2::10]' P_SRV=so P_DESC="2001:db8:2::20 -> vsftpd 2001:db8:2::10 (21 explicit, 990 implicit), on the server's own host" ;;
     # The host lab (host_lab_up): ftp-alg on the server or client host.
     hv4) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=hv P_DESC="cl -> vsftpd on the server host srv (203.0.113.10)" ;;
     hv6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=hv P_DESC="cl -> vsftpd on the server host srv (2001:db8:2::10)" ;;

@@ -13,7 +13,12 @@
 //!   servers announcing the public address (`pasv_address`,
 //!   `MasqueradeAddress`);
 //! - `host`: on the server's own host, INPUT policy drop,
-//!   `ftp-alg run --paths local` and nothing configured (exact pinholes).
+//!   `ftp-alg run --paths local` and nothing configured (exact pinholes,
+//!   found from the listener the server opened), over IPv4 and IPv6; the
+//!   implicit vsftpd listens with `listen_ipv6=YES` on `*:990`, so its
+//!   IPv4 sessions run through `::ffff:` mapped data listeners. Every
+//!   transfer must get an exact pinhole (metrics, and the log for each IPv6
+//!   one) and none a fallback to a range.
 //!
 //! and in three modes: ftp-alg (every transfer passes, and the scope
 //! checks hold: a second client cannot reach the range during the
@@ -49,6 +54,25 @@ fn transfers(line: &str) -> (u32, u32) {
         t.0.trim().parse().expect("passed count"),
         t.1.trim().parse().expect("total count"),
     )
+}
+
+/// The results ("pass", "fail ...") of the cases of PLACE, MODE and PATH.
+fn cases<'a>(out: &'a str, place: &str, mode: &str, path: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 9 && w[..5] == ["ftps", "case", place, mode, path]).then(|| w[8])
+        })
+        .collect()
+}
+
+/// The number after WORD in LINE ("transfers 24" -> 24).
+fn count_after(line: &str, word: &str) -> u32 {
+    line.split(word)
+        .nth(1)
+        .and_then(|r| r.split([',', ' ', '(', ')']).find(|t| !t.is_empty()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {word:?} in {line:?}"))
 }
 
 /// What the scope check NAME of PLACE and MODE found (reachable, blocked,
@@ -93,7 +117,7 @@ fn netns_ftps_gateway_dnat_and_host_with_scope_checks() {
         let alg = summary(&out, place, "alg");
         let (passed, total) = transfers(alg);
         assert!(
-            total >= 16 && passed == total,
+            total >= if place == "host" { 24 } else { 16 } && passed == total,
             "{place}: with ftp-alg not every FTPS transfer passed: {alg}"
         );
         assert!(
@@ -142,6 +166,46 @@ fn netns_ftps_gateway_dnat_and_host_with_scope_checks() {
             );
         }
     }
+    // The server's own host over IPv6: every transfer passes with
+    // ftp-alg, none without it (the negative control: the helper opens
+    // nothing for TLS), on the explicit and on the dual-stack implicit vsftpd.
+    let v6 = cases(&out, "host", "alg", "co-so6");
+    assert!(
+        v6.len() >= 8 && v6.iter().all(|r| *r == "pass"),
+        "host: IPv6 FTPS transfers with ftp-alg: {v6:?}"
+    );
+    let v6_kernel = cases(&out, "host", "kernel", "co-so6");
+    assert!(
+        v6_kernel.len() >= 4 && v6_kernel.iter().all(|r| *r == "fail"),
+        "host: IPv6 FTPS transfers without ftp-alg must fail: {v6_kernel:?}"
+    );
+    // The implicit vsftpd is one dual-stack socket: the IPv4 cases to it
+    // (counted in the host summary above) went through ::ffff: listeners.
+    assert!(
+        out.lines()
+            .any(|l| l == "ftps listener so vsftpd-implicit *:990 (listen_ipv6=YES)"),
+        "the implicit vsftpd did not listen dual-stack on *:990"
+    );
+    // Exact pinholes only, one per transfer; the log names one to the
+    // server's IPv6 address per IPv6 transfer.
+    let exact = out
+        .lines()
+        .find(|l| l.starts_with("ftps exact host alg: "))
+        .expect("scripts/ftps.sh printed no 'ftps exact host alg' line");
+    let (xfers, xfers6) = (
+        count_after(exact, "transfers "),
+        count_after(exact, "(IPv6 "),
+    );
+    assert!(
+        xfers >= 24 && xfers6 == v6.len() as u32,
+        "host: transfers counted for the metrics: {exact}"
+    );
+    assert!(
+        count_after(exact, "exact pinholes ") >= xfers
+            && count_after(exact, "fallbacks ") == 0
+            && count_after(exact, "IPv6 exact-pinhole log lines ") >= xfers6,
+        "host: not an exact pinhole per transfer, or a fallback: {exact}"
+    );
     assert!(
         out.lines().any(|l| l.starts_with("ftps result: OK")),
         "scripts/ftps.sh did not report OK"

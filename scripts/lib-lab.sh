@@ -894,10 +894,10 @@ path_info() {
     cs-so4) P_NS=$NS_CS P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.222 -> 203.0.113.10, SNAT to .1 (-3)" ;;
     co-si4) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to 192.0.2.10" ;;
     cl-so6) P_NS=$NS_CL P_HOST='[2001:db8:2::10]' P_SRV=so P_DESC="2001:db8:1::2 -> 2001:db8:2::10, no NAT" ;;
-    # FTPS (scripts/ftps.sh): vsftpd on 203.0.113.10 and 192.0.2.10 (21
-    # explicit, 990 implicit), proftpd on 203.0.113.11 and 192.0.2.11 (21
-    # explicit), through the gateway, behind its DNAT, and straight to the
-    # server's own host.
+    # FTPS (scripts/ftps.sh): vsftpd on 203.0.113.10, 2001:db8:2::10 and
+    # 192.0.2.10 (21 explicit, 990 implicit), proftpd on 203.0.113.11 and
+    # 192.0.2.11 (21 explicit), through the gateway, behind its DNAT, and
+    # straight to the server's own host (IPv4 and IPv6).
     cl-sov) P_NS=$NS_CL P_HOST=203.0.113.10 P_SRV=so P_DESC="198.51.100.2 -> vsftpd 203.0.113.10, through the gateway (SNAT)" ;;
     cl-sop) P_NS=$NS_CL P_HOST=203.0.113.11 P_SRV=so P_DESC="198.51.100.2 -> proftpd 203.0.113.11, through the gateway (SNAT)" ;;
     co-siv) P_NS=$NS_CO P_HOST=203.0.113.1 P_SRV=si P_DESC="203.0.113.20 -> 203.0.113.1, DNAT to vsftpd 192.0.2.10 (pasv_address)" ;;

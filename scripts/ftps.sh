@@ -3,7 +3,7 @@
 #
 #   scripts/ftps.sh [--modes alg,kernel,open,none] [--places gw,dnat,host]
 #
-# (default: modes alg,kernel,open on all three placements, about 105 s;
+# (default: modes alg,kernel,open on all three placements, about 110 s;
 # FTPS_ALG_CONFIG replaces the gateway's [[ftps]] configuration.)
 #
 # Builds a private lab (scripts/lib-lab.sh, its plain vsftpds off) and runs

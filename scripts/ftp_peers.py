@@ -632,10 +632,21 @@ def _announce(a, sock, rd, cmd):
     return here, port, lst, text
 
 
+def sha256_until_eof(conn):
+    """sha256 (hex) of what a data connection carries until its end; closes it."""
+    h = hashlib.sha256()
+    while True:
+        b = conn.recv(65536)
+        if not b:
+            break
+        h.update(b)
+    conn.close()
+    return h.hexdigest()
+
+
 def _retr(a, sock, rd, addr, port, lst):
     """RETR FILE over the announced data connection; returns its sha256.
     Active: a connection from any host but the server fails the session."""
-    h = hashlib.sha256()
     if lst is None:
         data = socket.create_connection((addr, port), timeout=a.timeout)
         sock.sendall(f"RETR {a.file}\r\n".encode())
@@ -651,15 +662,10 @@ def _retr(a, sock, rd, addr, port, lst):
             raise RuntimeError(f"data connection from {peer[0]}, not from the server")
         lst.close()
     data.settimeout(a.timeout)
-    while True:
-        b = data.recv(65536)
-        if not b:
-            break
-        h.update(b)
-    data.close()
+    digest = sha256_until_eof(data)
     code, line = rd.reply()
     expect(code, line, (226, 250))
-    return h.hexdigest()
+    return digest
 
 
 def cmd_scope(a):
@@ -722,15 +728,8 @@ def cmd_tls_hold(a):
         if not resp.startswith("150"):
             raise ftplib.error_reply(resp)
         conn = ctx.wrap_socket(raw, server_hostname=host, session=f.sock.session)
-        h = hashlib.sha256()
-        while True:
-            b = conn.recv(65536)
-            if not b:
-                break
-            h.update(b)
-        conn.close()
+        got = sha256_until_eof(conn)
         f.voidresp()
-        got = h.hexdigest()
         print("transfer ok" if got == a.sha256 else f"transfer FAIL sha256 {got}", flush=True)
     except (OSError, ftplib.Error) as e:
         print("transfer FAIL", e, flush=True)
